@@ -1,0 +1,1 @@
+"""ops stage of dasc."""

@@ -1,0 +1,1 @@
+"""spaces stage of dasc."""
