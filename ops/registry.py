@@ -44,6 +44,8 @@ class ParamSpec:
     default: int | None = None
     required: bool = False
     minimum: int = 0
+    maximum: int | None = None
+    doc: str = ""
 
 
 Args = Mapping[str, int]
@@ -120,3 +122,34 @@ def resolve_args(spec: OpSpec, given: Args) -> dict[str, int]:
     out = {p.name: p.default for p in spec.params if p.default is not None}
     out.update(given)
     return out
+
+
+def check_args(spec: OpSpec, args: Args) -> None:
+    """Reject unknown names, missing required values and values out of range.
+
+    Every built-in shape rule calls this first, so a bad literal (`stride=0`, `bias=2`) is a
+    located shape error rather than a crash deep inside torch when the network is built.
+    """
+    known = {p.name for p in spec.params}
+    for name in args:
+        if name not in known:
+            names = ", ".join(p.name for p in spec.params) or "none"
+            raise OpShapeIssue(f"{spec.name} has no parameter {name!r}",
+                               f"its parameters are: {names}")
+    for p in spec.params:
+        if p.name not in args:
+            if p.required:
+                raise OpShapeIssue(f"{spec.name} needs the parameter {p.name!r}",
+                                   f"write e.g. {spec.name}(x, {p.name}=...)")
+            continue
+        value = args[p.name]
+        if value < p.minimum or (p.maximum is not None and value > p.maximum):
+            bound = (f"between {p.minimum} and {p.maximum}" if p.maximum is not None
+                     else f"at least {p.minimum}")
+            raise OpShapeIssue(f"{spec.name}: {p.name}={value} is out of range",
+                               f"{p.name} must be {bound}")
+
+
+def infer_shape(spec: OpSpec, in_shapes: tuple[Shape, ...], given: Args) -> Shape:
+    """Defaults filled in, then the op's shape rule (which validates the arguments)."""
+    return spec.shape(tuple(in_shapes), resolve_args(spec, given))
