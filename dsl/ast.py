@@ -66,7 +66,7 @@ class Binary:
 
 @dataclass(frozen=True)
 class Cond:
-    """`a if test else b`, evaluated at compile time (the test must be an integer)."""
+    """`if test then a else b`, decided at compile time: the untaken branch is never built."""
 
     then: "Expr"
     test: "Expr"
@@ -155,12 +155,17 @@ class For:
 
 @dataclass(frozen=True)
 class If:
-    """`if test { ... } else { ... }`, decided at compile time."""
+    """`if test { ... } else { ... }`, decided at compile time.
+
+    `then_span` covers the braces of the first block: the formatter needs to know where it
+    closes to keep a comment written just before `} else {` in the first block.
+    """
 
     test: Expr
     then: tuple["Stmt", ...]
     orelse: tuple["Stmt", ...] = ()
     span: Span = _span()
+    then_span: Span = _span()
 
 
 @dataclass(frozen=True)
@@ -249,7 +254,7 @@ class OpDecl:
 
 @dataclass(frozen=True)
 class CellDecl:
-    """`cell NAME(s0, s1; C) alpha shared|independent|shared per P, Q { ... }`.
+    """`cell NAME(s0, s1; C) shared|independent|shared per P, Q { ... }`.
 
     With `shared`, every instance of the cell uses the same architecture parameters; `shared per`
     groups instances by the values of the named integer parameters (DARTS's normal and reduction
@@ -313,8 +318,20 @@ Decl = Union[SpaceDecl, Include, ParamDecl, InputDecl, OpSetDecl, OpDecl, CellDe
 
 
 @dataclass(frozen=True)
+class Comment:
+    """A `#` comment. Not part of the language, but kept so that `dasc fmt` does not drop it."""
+
+    text: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Module:
-    """One parsed `.das` file, declarations in source order (includes not yet resolved)."""
+    """One parsed `.das` file, declarations in source order (includes not yet resolved).
+
+    `comments` are those of this file in source order; the formatter places them by their spans.
+    """
 
     decls: tuple[Decl, ...]
     file: str = field(default="<string>", compare=False)
+    comments: tuple[Comment, ...] = field(default=(), compare=False, repr=False)
