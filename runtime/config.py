@@ -1,0 +1,111 @@
+"""Search configuration: the space's `search { }` defaults, overridden by the command line.
+
+One frozen dataclass built once by the CLI layer and passed down; nothing reads a global.
+Every setting is validated with the span of the line that set it, so a typo in a space file
+points at that line and a bad command-line value names the flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, fields
+from typing import Mapping
+
+from dasc.errors import Span, UsageError
+from dasc.runtime.gates import GATE_KINDS, SCHEDULES
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Defaults follow DARTS (Liu et al. 2019) except where the small digits task needs less."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    order: int = 1
+    gate: str = "softmax"
+    tau: float = 1.0
+    tau_end: float = 1.0
+    schedule: str = "constant"
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    arch_lr: float = 3e-4
+    arch_weight_decay: float = 1e-3
+    grad_clip: float = 5.0
+    l1: float = 0.0
+    entropy: float = 0.0
+    cost: float = 0.0
+    cost_kind: str = "macs"
+    partial_channels: int = 1
+    threshold: float = 0.5
+    train_portion: float = 0.5
+    seed: int = 0
+    device: str = "cpu"
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_CHOICES = {
+    "gate": GATE_KINDS,
+    "schedule": SCHEDULES,
+    "cost_kind": ("params", "macs"),
+    "device": ("cpu", "cuda"),
+}
+_POSITIVE = {"epochs", "batch_size", "tau", "tau_end", "partial_channels"}
+_NONNEGATIVE = {"w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "arch_lr",
+                "arch_weight_decay", "grad_clip", "l1", "entropy", "cost", "seed"}
+
+
+def _convert(key: str, value: object, span: Span | None, origin: str) -> object:
+    names = {f.name: f for f in fields(SearchConfig)}
+    if key not in names:
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f"did you mean `{close[0]}`?" if close else f"known settings: {', '.join(names)}"
+        raise UsageError(f"unknown search setting `{key}` ({origin})", span, hint)
+    kind = type(getattr(SearchConfig(), key))
+    try:
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            converted: object = int(value)  # type: ignore[arg-type]
+        elif kind is float:
+            converted = float(value)  # type: ignore[arg-type]
+        else:
+            converted = str(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"search setting `{key}` needs {'an integer' if kind is int else 'a number'}, "
+                         f"got {value!r} ({origin})", span,
+                         f"write e.g. `{key} = {getattr(SearchConfig(), key)}`") from None
+    if key in _CHOICES and converted not in _CHOICES[key]:
+        raise UsageError(f"search setting `{key}` cannot be {converted!r} ({origin})", span,
+                         f"choose one of: {', '.join(_CHOICES[key])}")
+    if key == "order" and converted not in (1, 2):
+        raise UsageError(f"search setting `order` must be 1 or 2, got {converted} ({origin})", span,
+                         "1 is first-order DARTS, 2 the unrolled second-order gradient")
+    if key in _POSITIVE and converted <= 0:  # type: ignore[operator]
+        raise UsageError(f"search setting `{key}` must be positive, got {converted} ({origin})",
+                         span, f"use e.g. `{key} = {getattr(SearchConfig(), key)}`")
+    if key in _NONNEGATIVE and converted < 0:  # type: ignore[operator]
+        raise UsageError(f"search setting `{key}` must not be negative, got {converted} ({origin})",
+                         span, f"use e.g. `{key} = {getattr(SearchConfig(), key)}`")
+    if key in ("train_portion", "threshold") and not 0 < converted < 1:  # type: ignore[operator]
+        raise UsageError(f"search setting `{key}` must lie strictly between 0 and 1 ({origin})",
+                         span, f"use e.g. `{key} = {getattr(SearchConfig(), key)}`")
+    return converted
+
+
+def resolve_config(space_settings, overrides: Mapping[str, object],
+                   origins: Mapping[str, str] | None = None) -> SearchConfig:
+    """Space defaults (IR `SearchSetting`s with spans) then CLI overrides, each validated."""
+    values: dict[str, object] = {}
+    for setting in space_settings:
+        values[setting.key] = _convert(setting.key, setting.value, setting.span, "in the space file")
+    for key, value in overrides.items():
+        origin = (origins or {}).get(key, f"--{key.replace('_', '-')}")
+        values[key] = _convert(key, value, None, f"from {origin}")
+    if "tau" in values and "tau_end" not in values:
+        values["tau_end"] = values["tau"]
+    return SearchConfig(**values)  # type: ignore[arg-type]
