@@ -1,0 +1,179 @@
+"""What every command shares: the per-invocation `Context`, `--set` parsing, input checks.
+
+Commands get everything through `Context` and their own config dataclass, never through
+module globals, so `main([...])` can be called many times in one process (the tests do) and a
+future library API can call the same code paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from dasc.errors import DascError, Sources, Span, UsageError
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_INT = re.compile(r"[+-]?[0-9]+\Z")
+
+
+@dataclass
+class Context:
+    """One invocation: where diagnostics quote source lines from, and how to print.
+
+    `stdout`/`stderr` are looked up at print time (not captured at construction) so pytest's
+    capsys and shell redirections both see what a command prints.
+    """
+
+    json: bool = False
+    sources: Sources = field(default_factory=Sources)
+
+    @property
+    def stdout(self) -> TextIO:
+        return sys.stdout
+
+    @property
+    def stderr(self) -> TextIO:
+        return sys.stderr
+
+    def out(self, text: str = "") -> None:
+        """The command's result (human mode): stdout, so it can be piped."""
+        print(text, file=self.stdout)
+
+    def note(self, text: str) -> None:
+        """Progress and side remarks ('wrote x.svg'): stderr, so stdout stays the result."""
+        print(text, file=self.stderr)
+
+    def emit_json(self, obj: Any) -> None:
+        """One JSON document on stdout; Python ints stay exact (architecture counts are huge)."""
+        print(json.dumps(obj, indent=2), file=self.stdout)
+
+
+# ----------------------------------------------------------------------------- --set
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """`--set NAME=VALUE`, repeatable; values are validated by `parse_overrides`."""
+    parser.add_argument(
+        "--set", dest="set", action="append", default=[], metavar="NAME=VALUE",
+        help="override a `param` of the space (integer; repeatable, the last one wins)")
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, int]:
+    """`["C=16", "layers=8"]` -> `{"C": 16, "layers": 8}`; bad syntax is a `UsageError`.
+
+    Only the syntax is checked here; whether the space has such a parameter is the compiler's
+    business (it knows the declared names and can suggest the closest one).
+    """
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            raise UsageError(f"bad --set value '{item}': expected NAME=VALUE",
+                             hint="write e.g. --set C=16 (one parameter per --set)")
+        if not _IDENT.match(name):
+            raise UsageError(f"bad --set value '{item}': '{name}' is not a parameter name",
+                             hint="parameter names are identifiers such as C or layers")
+        if not _INT.match(value):
+            raise UsageError(f"bad --set value '{item}': '{value}' is not an integer",
+                             hint=f"parameters are integers, e.g. --set {name}=16")
+        out[name] = int(value)
+    return out
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def check_space_file(path: str, sources: Sources | None = None) -> str:
+    """Read the SPACE argument, with one clear message per way it can be wrong.
+
+    The loader checks this too (it reads included files); checking the command-line argument
+    here first gives the same wording for every command, including `fmt`, which must read the
+    file without resolving includes. Returns the text and records it in `sources`.
+    """
+    p = Path(path)
+    if not p.exists():
+        hint = "check the path"
+        if not path.endswith(".das") and Path(path + ".das").exists():
+            hint = f"did you mean {path}.das?"
+        raise UsageError(f"no such file: '{path}'", hint=hint)
+    if p.is_dir():
+        raise UsageError(f"'{path}' is a directory, not a .das file",
+                         hint=f"give a file inside it, e.g. {_example_in(p)}")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read '{path}': {exc.strerror or exc}",
+                         hint="check the file's permissions") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise UsageError(f"'{path}' is not UTF-8 text (byte 0x{data[exc.start]:02x})",
+                         span=Span(path, line, col, line, col + 1),
+                         hint="save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+    if sources is not None:
+        sources.add(path, text)
+    return text
+
+
+def _example_in(directory: Path) -> str:
+    for child in sorted(directory.glob("*.das")):
+        return str(child)
+    return str(directory / "space.das")
+
+
+# ----------------------------------------------------------------------------- seams
+
+
+def not_implemented(command: str, *, owner_hint: str = "") -> DascError:
+    """The error every command stub raises until its stage lands."""
+    hint = owner_hint or "this command is part of the contract but has not been built yet"
+    return DascError(f"'dasc {command}' is not implemented yet", hint=hint)
+
+
+def require(module: str, attr: str, feature: str) -> Any:
+    """Import `module.attr` lazily, or say which feature is not there yet.
+
+    Only a module that does not exist at all becomes a 'not implemented yet' error; a module
+    that exists but fails to import is a bug and its exception propagates unchanged.
+    """
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        raise DascError(f"{feature} is not implemented yet",
+                        hint=f"it needs {module}.{attr}, which is not in this build of dasc")
+    mod = importlib.import_module(module)
+    if not hasattr(mod, attr):
+        raise DascError(f"{feature} is not implemented yet",
+                        hint=f"it needs {module}.{attr}, which is not in this build of dasc")
+    return getattr(mod, attr)
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """Paths in messages exactly as the user typed them (relative stays relative)."""
+    return os.fspath(path)
+
+
+def new_command(subparsers: Any, name: str, *, help: str,
+                description: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand parser with the options every command has (`--json`)."""
+    parser = subparsers.add_parser(name, help=help, description=description or help)
+    parser.add_argument("--json", action="store_true",
+                        help="print machine-readable JSON on stdout")
+    return parser
+
+
+def add_space_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("space", metavar="SPACE", help="a .das file")

@@ -1,0 +1,122 @@
+"""Atomic output files: every file dasc writes appears complete or not at all.
+
+A run interrupted by Ctrl-C, a full disk or a crash must never leave a half-written `ir.json`,
+a truncated SVG, or (worst) a `.das` file that `dasc fmt` was rewriting in place. So every writer
+goes through here: write to a temporary file in the same directory, flush and fsync it, then
+`os.replace` it over the target (atomic on POSIX within one file system), then fsync the
+directory so the rename itself survives a power cut.
+
+A missing parent directory is the user's mistake (a typo in `-o`), reported as a `UsageError`
+rather than silently created: creating `ouput/` by accident hides the typo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dasc.errors import UsageError
+
+__all__ = ["check_output_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """Validate an output path before any work is done, so a long command fails fast.
+
+    Returns the path; raises `UsageError` when its directory is missing or not a directory, or
+    when the path itself is an existing directory.
+    """
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.exists():
+        raise UsageError(
+            f"cannot write '{target}': directory '{parent}' does not exist",
+            hint=f"create it first (mkdir -p {_shell_word(str(parent))}) or choose another path")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write '{target}': '{parent}' is not a directory",
+                         hint="choose an output path inside an existing directory")
+    if target.is_dir():
+        raise UsageError(f"cannot write '{target}': it is a directory",
+                         hint="give a file name, e.g. "
+                              f"{_shell_word(str(target / 'out'))}")
+    return target
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to `path` atomically; an existing file keeps its permission bits."""
+    target = check_output_path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    mode = _target_mode(target)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _os_error(target, exc) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        # Includes KeyboardInterrupt: the target is untouched, the temporary file goes away.
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise _os_error(target, exc) from None
+        raise
+    _fsync_dir(parent)
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` as UTF-8 (the only encoding `.das` files and our outputs use)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Pretty-printed JSON with a trailing newline, so outputs diff well in version control."""
+    return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def _os_error(target: Path, exc: OSError) -> UsageError:
+    """A full disk or a read-only directory is the environment's problem, not a dasc bug."""
+    reason = exc.strerror or str(exc)
+    return UsageError(f"cannot write '{target}': {reason}",
+                      hint="check the permissions and free space of the output directory")
+
+
+def _target_mode(target: Path) -> int:
+    """Keep the mode of a file being replaced; a new file gets 0666 minus the umask."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist the rename; some file systems refuse to open directories, which is harmless."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _shell_word(word: str) -> str:
+    """Quote a path for a hint the user may paste into a shell."""
+    if word and all(ch.isalnum() or ch in "-_./" for ch in word):
+        return word
+    return "'" + word.replace("'", "'\\''") + "'"
