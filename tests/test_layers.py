@@ -174,6 +174,7 @@ def test_builders_are_fx_traceable():
     ("linear", Shape(6, 2, 2), {"n": 3}), ("avg_pool_3x3", Shape(6, 7, 7), {"stride": 2}),
     ("mbconv", Shape(8, 8, 8), {}), ("dil_conv_5x5", Shape(6, 8, 8), {"stride": 2}),
 ])
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter; no onnxscript
 def test_modules_export_to_onnx(name, shape, given, tmp_path):
     """The exporter relies on these modules mapping to standard ONNX operators."""
     onnx = pytest.importorskip("onnx")
