@@ -84,7 +84,7 @@ def _check_depth(tree: Tree, file: str) -> None:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
             meta = node.meta
-            span = Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
+            span = Span(file, meta.line, meta.column, meta.line, meta.column + 1)
             raise ParseError(f"expression nested too deeply (more than {MAX_DEPTH} levels)", span,
                              "split it into several assignments")
         for child in node.children:
