@@ -150,7 +150,7 @@ def exact_hypergradient(parts: StepParts, train: Batch, valid: Batch, xi: float,
         x, y = batch
         return F.cross_entropy(functional_call(model, state, (x,)), y)
 
-    ws = [w.detach() for w in parts.weights]
+    ws = [w.detach().requires_grad_(True) for w in parts.weights]
     alphas = [a.detach().requires_grad_(True) for a in parts.alphas]
     train_loss = loss_with(ws, alphas, train)
     g = torch.autograd.grad(train_loss, ws, create_graph=True, allow_unused=True)

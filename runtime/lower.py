@@ -18,7 +18,7 @@ from torch import nn
 from dasc.compiler.ir import (IR, Candidate, ChoiceNode, CombineNode, InputNode, OpNode,
                               OutputNode)
 from dasc.ops import REGISTRY
-from dasc.ops.registry import Shape
+from dasc.ops.registry import Shape, resolve_args
 from dasc.runtime.gates import Gate, alpha_size
 from dasc.runtime.mixed import Block, MixedOp, sum_inputs
 
@@ -73,7 +73,7 @@ def build_op(op: str, args: dict[str, int], in_shapes: tuple[Shape, ...]) -> nn.
     spec = REGISTRY.get(op)
     if spec is None:  # the compiler rejects unknown ops; reaching this is a bug
         raise KeyError(f"op {op!r} is not registered")
-    return spec.build(in_shapes, args)
+    return spec.build(in_shapes, resolve_args(spec, args))
 
 
 def build_candidate(cand: Candidate, in_shape: Shape, channel_scale: int = 1) -> nn.Module:

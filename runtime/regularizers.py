@@ -15,7 +15,7 @@ from torch import nn
 
 from dasc.compiler.ir import IR, Candidate, ChoiceNode
 from dasc.ops import REGISTRY
-from dasc.ops.registry import Shape
+from dasc.ops.registry import Shape, resolve_args
 
 
 def candidate_cost(cand: Candidate, in_shape: Shape, kind: str) -> int:
@@ -25,7 +25,7 @@ def candidate_cost(cand: Candidate, in_shape: Shape, kind: str) -> int:
         spec = REGISTRY.get(bn.call.op)
         shapes = tuple(in_shape if i < 0 else cand.nodes[i].shape for i in bn.inputs)
         rule = spec.params_count if kind == "params" else spec.macs
-        total += rule(shapes, bn.call.argdict())
+        total += rule(shapes, resolve_args(spec, bn.call.argdict()))
     return total
 
 
