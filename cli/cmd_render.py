@@ -9,6 +9,7 @@ the output directory) is checked first. `DASC_DOT` may name the `dot` binary to 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -80,8 +81,7 @@ def render_command(cfg: RenderConfig, ctx: Context) -> int:
         read_arch = require("dasc.compiler.arch", "read_arch", "dasc render --arch")
         arch = read_arch(cfg.arch, ir)
     elif cfg.run_dir is not None:
-        read_alpha = require("dasc.runtime.rundir", "read_alpha", "dasc render --run")
-        alpha = read_alpha(cfg.run_dir, ir)
+        alpha = read_run_alpha(cfg.run_dir)
 
     from dasc.compiler.dot import to_dot
 
@@ -100,6 +100,33 @@ def render_command(cfg: RenderConfig, ctx: Context) -> int:
     else:
         ctx.note(f"wrote {cfg.output}")
     return 0
+
+
+def read_run_alpha(run_dir: str) -> dict[str, list[float]]:
+    """The newest gate weights of a search run: the last entry of `alpha_history.json`.
+
+    That file (written by `dasc search` after every epoch) is a list of
+    `{"epoch": n, "weights": {alpha_key: [w, ...]}}`; reading the JSON rather than a torch
+    checkpoint keeps `render` free of torch.
+    """
+    path = Path(run_dir) / "alpha_history.json"
+    if not Path(run_dir).is_dir():
+        raise UsageError(f"no such run directory: '{run_dir}'",
+                         hint="give the -o directory of a dasc search run")
+    if not path.is_file():
+        raise UsageError(f"'{run_dir}' has no alpha_history.json",
+                         hint="give the directory of a dasc search run that finished at "
+                              "least one epoch")
+    try:
+        history = json.loads(path.read_text(encoding="utf-8"))
+        weights = history[-1]["weights"]
+        alpha = {str(k): [float(x) for x in v] for k, v in weights.items()}
+    except (OSError, UnicodeDecodeError, ValueError, LookupError, TypeError,
+            AttributeError) as exc:
+        raise UsageError(f"cannot read the weights in {path}: {exc}",
+                         hint="the run directory may be damaged; re-run the search with "
+                              "--resume or --force") from None
+    return alpha
 
 
 def find_dot() -> str:

@@ -80,8 +80,11 @@ def _registry():
 def _style(op: str) -> dict[str, Any]:
     spec = _registry().get(op)
     if spec is None:  # a composite op's name: no registry entry
-        return {"shape": "box", "color": "#4c72b0"}
-    return {"shape": spec.style.shape, "color": spec.style.color}
+        color, shape = "#4c72b0", "box"
+    else:
+        color, shape = spec.style.color, spec.style.shape
+    fill = color + "2e" if color.startswith("#") and len(color) == 7 else "white"
+    return {"shape": shape, "color": color, "fillcolor": fill}
 
 
 def _call_label(call: OpCall) -> str:
@@ -323,6 +326,7 @@ def _arch_maps(arch: Any) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
 def _draw_arch(ir: IR, w: _Writer, arch: Any) -> None:
     choices, keeps = _arch_maps(arch)
     chosen: dict[str, Any] = {}
+    zero: set[str] = set()
     live_inputs: dict[str, tuple[str, ...]] = {}
     for node_id, node in ir.nodes():
         inputs = tuple(node.inputs)
@@ -339,8 +343,6 @@ def _draw_arch(ir: IR, w: _Writer, arch: Any) -> None:
                                  f"offers only: {names}",
                                  hint="check that the architecture was made for this space")
             chosen[node_id] = cand
-            if cand.zero:
-                inputs = ()
         elif isinstance(node, CombineNode) and node.select is not None and node.select in keeps:
             positions = keeps[node.select]
             bad = [p for p in positions if not 0 <= p < len(inputs)]
@@ -349,10 +351,14 @@ def _draw_arch(ir: IR, w: _Writer, arch: Any) -> None:
                                  f"which has {len(inputs)} inputs",
                                  hint="check that the architecture was made for this space")
             inputs = tuple(inputs[p] for p in sorted(positions))
-        live_inputs[node_id] = inputs
-    zero = {n for n, c in chosen.items() if c.zero}
-    for n, ins in live_inputs.items():
-        live_inputs[n] = tuple(i for i in ins if i not in zero)
+        # An edge whose op is `none` carries nothing; neither does a fixed op or a sum fed only
+        # by such edges (the adapter behind a `none` choice): drop them all from the picture.
+        if isinstance(node, ChoiceNode) and chosen[node_id].zero:
+            zero.add(node_id)
+        elif inputs and isinstance(node, (OpNode, CombineNode)) and \
+                (isinstance(node, OpNode) or node.kind == "sum") and all(i in zero for i in inputs):
+            zero.add(node_id)
+        live_inputs[node_id] = tuple(i for i in inputs if i not in zero)
     live: set[str] = set()
     stack = [ir.output]
     while stack:
