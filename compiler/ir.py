@@ -57,7 +57,10 @@ class BlockNode:
 class Candidate:
     """One option of a choice point: a small DAG of primitive ops; the last node is its output.
 
-    A built-in op is a one-node block; a composite op is its expansion.
+    A built-in op is a one-node block; a composite op is its expansion. `name` is the member
+    as written in the op set, with its bound arguments (`sep_conv_3x3`, `mbconv(k=5, e=6)`),
+    unique within the choice: it is what `arch.json` records. `op` is the bare op name
+    (`mbconv`), which `constraint count OP` matches.
     """
 
     name: str
@@ -65,6 +68,11 @@ class Candidate:
     skip: bool = False
     zero: bool = False
     span: Span | None = field(default=None, compare=False)
+    op: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.op:
+            object.__setattr__(self, "op", self.name.split("(", 1)[0])
 
     @property
     def shape(self) -> Shape | None:
@@ -130,6 +138,7 @@ class CombineNode:
     shape: Shape | None = None
     scope: str = ""
     span: Span | None = field(default=None, compare=False)
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -193,9 +202,13 @@ class SearchSetting:
     span: Span | None = field(default=None, compare=False)
 
 
-@dataclass
+@dataclass(eq=False)
 class IR:
-    """A compiled space: the graph plus what the passes need to know about it."""
+    """A compiled space: the graph plus what the passes need to know about it.
+
+    `==` is structural (`ir_equal`): the same node ids, payloads, spans, edges and metadata,
+    which is what `serialize.load(serialize.dump(ir)) == ir` promises.
+    """
 
     name: str
     graph: nx.DiGraph
@@ -246,3 +259,57 @@ class IR:
 
     def param(self, name: str) -> int:
         return dict(self.params)[name]
+
+    def region(self, region_id: str) -> Region:
+        """The region with this id (`network` or a cell instance such as `darts3`)."""
+        for r in self.regions:
+            if r.id == region_id:
+                return r
+        raise KeyError(region_id)
+
+    def region_nodes(self, region_id: str) -> list[tuple[str, Node]]:
+        """The nodes a region owns, in topological order.
+
+        A cell instance owns the nodes whose `scope` is its id; the network region owns those
+        with an empty scope (stem, head, the input and output nodes, network-level choices).
+        """
+        scope = "" if region_id == "network" else region_id
+        return [(n, p) for n, p in self.nodes() if p.scope == scope]
+
+    def representatives(self) -> list[Region]:
+        """One region per sharing key, in order: the units that counting works on."""
+        return [r for r in self.regions if r.representative]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IR) and ir_equal(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable container
+
+
+def _spans(payload: object) -> list[Span | None]:
+    """Every span inside a payload, including its candidates' (spans are compare=False)."""
+    out = [getattr(payload, "span", None)]
+    for cand in getattr(payload, "candidates", ()):
+        out.append(cand.span)
+    return out
+
+
+def ir_equal(a: IR, b: IR) -> bool:
+    """Structural equality: node ids, payloads (spans included), edges and IR metadata.
+
+    Payload dataclasses leave spans out of `==` so that passes can compare nodes by meaning;
+    here spans count too, because a reloaded IR must still point at the user's source.
+    """
+    if (a.name, a.params, a.span) != (b.name, b.params, b.span):
+        return False
+    for xs, ys in ((a.regions, b.regions), (a.rules, b.rules), (a.search, b.search)):
+        if xs != ys or [x.span for x in xs] != [y.span for y in ys]:
+            return False
+    if set(a.graph.nodes) != set(b.graph.nodes) or set(a.graph.edges) != set(b.graph.edges):
+        return False
+    for node_id in a.graph.nodes:
+        pa = a.graph.nodes[node_id].get("node")
+        pb = b.graph.nodes[node_id].get("node")
+        if pa != pb or _spans(pa) != _spans(pb):
+            return False
+    return True
