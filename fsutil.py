@@ -40,8 +40,7 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
                          hint="choose an output path inside an existing directory")
     if target.is_dir():
         raise UsageError(f"cannot write '{target}': it is a directory",
-                         hint="give a file name, e.g. "
-                              f"{_shell_word(str(target / 'out'))}")
+                         hint="give the path of a file to create, not of a directory")
     return target
 
 

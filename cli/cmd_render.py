@@ -57,8 +57,8 @@ def register(subparsers: Any) -> None:
 def output_format(path: str) -> str:
     ext = Path(path).suffix.lower()
     if ext not in FORMATS:
-        shown = f"'{ext}'" if ext else "none"
-        raise UsageError(f"cannot render to '{path}': unknown extension {shown}",
+        what = f"unknown extension '{ext}'" if ext else "no file extension"
+        raise UsageError(f"cannot render to '{path}': {what}",
                          hint="use one of .svg, .png, .pdf, .gv")
     return FORMATS[ext]
 

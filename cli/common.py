@@ -118,7 +118,7 @@ def check_space_file(path: str, sources: Sources | None = None) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise UsageError(f"'{path}' is not UTF-8 text (byte 0x{data[exc.start]:02x})",
+        raise UsageError(f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x})",
                          span=Span(path, line, col, line, col + 1),
                          hint="save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
     if sources is not None:
