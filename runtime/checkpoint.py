@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import pickle
 import zipfile
 from pathlib import Path
 
 import torch
 
-from dasc.compiler import serialize
-from dasc.compiler.ir import IR
+from dasc.compiler.ir import IR, ChoiceNode, CombineNode, OpNode
 from dasc.errors import Span, UsageError
 from dasc.fsutil import atomic_write_bytes
 
@@ -25,9 +23,24 @@ FORMAT = "dasc-checkpoint-1"
 
 
 def fingerprint(ir: IR) -> str:
-    """A hash of the compiled space (graph, shapes, α keys): equal iff the networks agree."""
-    text = json.dumps(serialize.dump(ir), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A hash of what the weights depend on: node ids, ops, arguments, shapes, α keys.
+
+    Source spans are left out, so moving or reformatting the space file keeps its checkpoints
+    valid, while any change to the network (a `--set`, an edited op) invalidates them.
+    """
+    digest = hashlib.sha256(ir.name.encode())
+    for node_id, node in ir.nodes():
+        parts = [node_id, type(node).__name__, str(node.shape), ",".join(node.inputs)]
+        if isinstance(node, OpNode):
+            parts.append(str(node.call))
+        elif isinstance(node, ChoiceNode):
+            parts.append(node.alpha)
+            parts.extend(f"{c.name}:{';'.join(str(b.call) for b in c.nodes)}"
+                         for c in node.candidates)
+        elif isinstance(node, CombineNode):
+            parts.append(f"{node.kind}/{node.keep}/{node.select}")
+        digest.update("|".join(parts).encode())
+    return digest.hexdigest()[:16]
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

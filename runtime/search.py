@@ -220,6 +220,7 @@ class Searcher:
 
     def _check_alphas(self) -> None:
         for a in self.alphas:
+            a = a.detach()
             if not torch.isfinite(a).all() or float(a.abs().max()) > 1e4:
                 raise NumericalError(
                     f"architecture parameters exploded (|α| > 1e4 or NaN) at epoch "
@@ -241,6 +242,8 @@ class Searcher:
 
     def run(self, progress: Callable[[dict], None] | None = None) -> SearchState:
         cfg = self.config
+        if self.state.epoch == 0 and self.state.step == 0:
+            self.save()  # a run killed during its first epoch can still be resumed
         with _InterruptFlag() as flag:
             while self.state.epoch < cfg.epochs:
                 epoch = self.state.epoch
