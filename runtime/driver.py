@@ -1,0 +1,172 @@
+"""The `dasc search` job from a request dataclass: compile, load data, search, finish.
+
+The CLI builds a `SearchRequest` and calls `run_search`; nothing here reads argv. A resumed run
+rebuilds its request from the run directory's config.json, so `--resume RUN_DIR` needs nothing
+else and cannot silently continue with different settings.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from dasc import __version__
+from dasc.errors import Sources, Span, UsageError
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """Everything the user asked for (CLI flags and the space's own defaults are merged later)."""
+
+    space: str
+    data: str
+    run_dir: str
+    overrides: dict[str, int] = field(default_factory=dict)
+    settings: dict[str, object] = field(default_factory=dict)
+    force: bool = False
+    nproc: int = 1
+    progress: bool = True
+
+
+def _compile(space: str, overrides: dict[str, int], sources: Sources):
+    from dasc.compiler.pipeline import compile_space
+
+    return compile_space(space, overrides, sources)
+
+
+def _classes(ir) -> int | None:
+    return ir.node(ir.output).shape.c if ir.node(ir.output).shape else None
+
+
+def _progress_bar(total_epochs: int, enabled: bool) -> tuple[Callable[[dict], None], Callable[[], None]]:
+    """A tqdm bar on stderr showing epoch, losses, accuracy and temperature."""
+    if not enabled:
+        return (lambda _: None), (lambda: None)
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, unit="step", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def update(info: dict) -> None:
+        bar.set_description(f"epoch {info['epoch']}/{total_epochs}")
+        bar.set_postfix(loss=f"{info['loss']:.3f}", val=f"{info['val_loss']:.3f}",
+                        acc=f"{info['train_acc']:.2f}", tau=f"{info['tau']:.3g}")
+        bar.update(1)
+
+    return update, bar.close
+
+
+def run_search(request: SearchRequest, sources: Sources, resume: bool = False) -> dict:
+    """Run (or resume) a search; returns the summary dict that the CLI prints."""
+    from dasc.runtime import distributed
+    from dasc.runtime.config import resolve_config
+    from dasc.runtime.data import check_fits, load_dataset
+    from dasc.runtime.rundir import prepare_run_dir, write_json
+
+    world = distributed.WorldInfo.from_env()
+    run_dir = Path(request.run_dir)
+    ir = _compile(request.space, request.overrides, sources)
+    config = _stored_config(run_dir) if resume else resolve_config(ir.search, request.settings)
+    data = load_dataset(request.data)
+    check_fits(data, _input_shape(ir), _classes(ir), ir.span)
+    if config.device == "cuda":
+        _check_cuda()
+    if world.rank == 0 and world.world == 1 and request.nproc > 1:
+        prepare_run_dir(run_dir, force=request.force, resume=resume)
+        if not resume:
+            write_json(run_dir / "config.json", _config_record(request, config))
+        argv = ["search", "--resume", str(run_dir)] + ([] if request.progress else ["--quiet"])
+        if distributed.launch(request.nproc, argv) != 0:
+            raise UsageError("the distributed search failed", Span.of_file(str(run_dir)),
+                             f"continue with: dasc search --resume {run_dir}")
+        from dasc.runtime.rundir import read_json
+
+        return read_json(run_dir / "summary.json")  # type: ignore[return-value]
+    if world.world == 1:
+        prepare_run_dir(run_dir, force=request.force, resume=resume)
+        if not resume:
+            write_json(run_dir / "config.json", _config_record(request, config))
+    return _search_here(ir, data, config, run_dir, request, resume, world)
+
+
+def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume: bool, world) -> dict:
+    from dasc.runtime import distributed
+    from dasc.runtime.finish import finish
+    from dasc.runtime.search import Parallel, Searcher
+
+    distributed.init_from_env(config.device)
+    parallel = Parallel(world.rank, world.world, distributed.average_across_ranks)
+    try:
+        searcher = Searcher(ir, data, config, run_dir, parallel)
+        last = run_dir / "checkpoints" / "last.pt"
+        if resume and last.is_file():
+            searcher.restore(last)
+        update, close = _progress_bar(config.epochs, request.progress and parallel.main)
+        try:
+            searcher.run(progress=update)
+        finally:
+            close()
+        outcome = finish(searcher)
+    finally:
+        distributed.shutdown()
+    return {
+        "space": ir.name,
+        "run_dir": str(run_dir),
+        "epochs": outcome.epochs,
+        "supernet_test_acc": outcome.supernet_acc,
+        "derived_test_acc_inherited": outcome.derived_acc,
+        "discretization_gap": outcome.gap,
+        "arch": str(run_dir / "arch.json"),
+        "processes": world.world,
+    }
+
+
+def _stored_config(run_dir: Path):
+    """A resumed run continues with exactly the settings it started with."""
+    from dasc.runtime.config import SearchConfig
+    from dasc.runtime.rundir import read_json
+
+    path = run_dir / "config.json"
+    try:
+        return SearchConfig(**read_json(path)["config"])  # type: ignore[index]
+    except (KeyError, TypeError) as exc:
+        raise UsageError(f"{path} is damaged ({exc})", Span.of_file(str(path)),
+                         "start the search again with --force") from None
+
+
+def _input_shape(ir) -> tuple[int, int, int]:
+    s = ir.node(ir.input).shape
+    return (s.c, s.h, s.w)
+
+
+def _check_cuda() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA device is available", None,
+                         "run with --device cpu, or on a machine with a GPU and a CUDA build of torch")
+
+
+def _config_record(request: SearchRequest, config) -> dict:
+    return {"dasc_version": __version__, "request": asdict(request), "config": config.to_json()}
+
+
+def request_from_run_dir(run_dir: str, progress: bool = True) -> SearchRequest:
+    """The request a run was started with, for `--resume`."""
+    from dasc.runtime.rundir import read_json
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UsageError(f"{run_dir} is not a dasc run directory (no config.json)",
+                         Span.of_file(run_dir), "pass the RUN_DIR an earlier `dasc search -o` created")
+    record = read_json(path)
+    try:
+        fields = dict(record["request"])  # type: ignore[index]
+        fields["progress"] = progress
+        fields["force"] = False
+        fields["run_dir"] = run_dir
+        return SearchRequest(**fields)
+    except (KeyError, TypeError) as exc:
+        raise UsageError(f"{path} is damaged ({exc})", Span.of_file(str(path)),
+                         "start the search again with --force") from None
