@@ -257,8 +257,8 @@ class _Builder(Transformer_NonRecursive):
     def assign(self, meta, ch):
         targets, values = ch
         if len(targets) != len(values):
-            raise ParseError(f"{len(targets)} names on the left of '=' but {len(values)} "
-                             f"values on the right", self._span(meta),
+            raise ParseError(f"{_count(len(targets), 'name')} on the left of '=' but "
+                             f"{_count(len(values), 'value')} on the right", self._span(meta),
                              "give one value per name: `a, b = x, y`")
         return ast.Assign(targets, values, self._span(meta))
 
@@ -333,6 +333,10 @@ class _Builder(Transformer_NonRecursive):
                              self._span(meta),
                              "write choice(SET, x, stride=2): integer arguments by keyword")
         return ast.Choice(opset, pos[0], kws, self._span(meta))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _split_args(args: tuple) -> tuple[tuple, tuple]:

@@ -24,6 +24,9 @@ _CLOSE = {v: k for k, v in _OPEN.items()}
 _ATOM_STARTS = {"NAME", "INT", "FLOAT", "STRING", "choice", "not"}
 _KIND = {"NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
          "$END": "end of file"}
+_EXPR_STARTS = {"NAME", "INT", "FLOAT", "(", "-", "not", "if", "choice"}
+_LOOKALIKE = {"\u00d7": "*", "\u2212": "-", "\u2013": "-", "\u201c": '"', "\u201d": '"',
+              "\u2018": "'", "\u2019": "'", "\u2264": "<=", "\u2265": ">=", "\u2260": "!="}
 _WORD = {"NAME": "name", "INT": "integer", "FLOAT": "number", "STRING": "string"}
 _STRAY = {
     "&": ("'&' is not an operator", "write 'and' for a logical and"),
@@ -63,8 +66,13 @@ def _bad_character(exc: UnexpectedCharacters, text: str, file: str) -> ParseErro
         message, hint = _STRAY[ch]
         return ParseError(message, span, hint)
     shown = repr(ch)[1:-1] if ch.isprintable() else f"U+{ord(ch):04X}"
-    return ParseError(f"unexpected character '{shown}'", span,
-                      "remove it; names use only ASCII letters, digits and '_'")
+    if ch in _LOOKALIKE:
+        hint = f"did you mean '{_LOOKALIKE[ch]}'?"
+    elif ch.isascii():
+        hint = "remove it"
+    else:
+        hint = "remove it; .das files use ASCII outside comments and strings"
+    return ParseError(f"unexpected character '{shown}'", span, hint)
 
 
 class _Context:
@@ -107,7 +115,11 @@ class _Context:
         return f"'{sym}'"
 
     def expected(self) -> str:
-        order = sorted(self.accepts - {"$END"}, key=lambda s: (s in _KIND, s))
+        if {"NAME", "INT", "("} <= self.accepts:
+            rest = self.accepts - _EXPR_STARTS - {"$END"}
+            return "an expression" + (" or " + ", ".join(f"'{s}'" for s in sorted(rest))
+                                      if rest else "")
+        order = sorted(self.accepts - {"$END", "FLOAT"}, key=lambda s: (s in _KIND, s))
         shown = [_KIND.get(s, f"'{s}'") for s in order[:8]]
         if len(order) > 8:
             shown.append("...")
@@ -134,8 +146,8 @@ class _Context:
     # ---------------------------------------------------------------------------- the rules
 
     def diagnose(self) -> ParseError:
-        for rule in (self.at_end, self.stray_else, self.elif_, self.assign_vs_compare,
-                     self.keyword_as_name, self.missing_closer, self.missing_comma, self.conditional, self.missing_eq,
+        for rule in (self.at_end, self.keyword_as_name, self.stray_else, self.elif_,
+                     self.assign_vs_compare, self.missing_closer, self.missing_comma, self.conditional, self.missing_eq,
                      self.comparison, self.misc_punctuation, self.top_level):
             err = rule()
             if err is not None:
@@ -212,6 +224,8 @@ class _Context:
         named = self.after is not None and self.after.value in ("=", ",")
         if self.found in _DECL_KEYWORDS and "}" in self.accepts and not named:
             return None  # a declaration after a block that was not closed
+        if self.found in ("else", "then") and not named:
+            return None
         if self.found.isalpha() and self.found == str(self.tok) and "NAME" in self.accepts \
                 and self.found not in self.accepts:
             return self.error(f"'{self.found}' is a keyword and cannot be used as a name",
