@@ -11,7 +11,6 @@ import argparse
 import importlib
 import importlib.util
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -159,11 +158,6 @@ def require(module: str, attr: str, feature: str) -> Any:
         raise DascError(f"{feature} is not implemented yet",
                         hint=f"it needs {module}.{attr}, which is not in this build of dasc")
     return getattr(mod, attr)
-
-
-def display_path(path: str | os.PathLike[str]) -> str:
-    """Paths in messages exactly as the user typed them (relative stays relative)."""
-    return os.fspath(path)
 
 
 def new_command(subparsers: Any, name: str, *, help: str,

@@ -28,6 +28,7 @@ from dasc.compiler.ir import (
     IR, ChoiceNode, CombineNode, InputNode, OpCall, OpNode, OutputNode,
 )
 from dasc.errors import UsageError
+from dasc.ops import REGISTRY
 
 __all__ = ["to_dot", "quote"]
 
@@ -59,26 +60,15 @@ def _attrs(attrs: Mapping[str, Any]) -> str:
         if value is None:
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            items.append(f"{key}={_num(value)}")
+            items.append(f"{key}={value if isinstance(value, int) else f'{value:.3g}'}")
         else:
             record = key == "label" and attrs.get("shape") in _RECORD_SHAPES
             items.append(f"{key}={quote(str(value), record=record)}")
     return f" [{', '.join(items)}]" if items else ""
 
 
-def _num(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:.3g}"
-
-
-def _registry():
-    """The op registry, imported lazily so building the module does not register ops twice."""
-    from dasc.ops import REGISTRY
-
-    return REGISTRY
-
-
 def _style(op: str) -> dict[str, Any]:
-    spec = _registry().get(op)
+    spec = REGISTRY.get(op)
     if spec is None:  # a composite op's name: no registry entry
         color, shape = "#4c72b0", "box"
     else:
@@ -89,16 +79,14 @@ def _style(op: str) -> dict[str, Any]:
 
 def _call_label(call: OpCall) -> str:
     """`conv(c=48, k=5)`: arguments that differ from the op's declared defaults only."""
-    spec = _registry().get(call.op)
+    spec = REGISTRY.get(call.op)
     defaults = {p.name: p.default for p in spec.params} if spec is not None else {}
     shown = [f"{k}={v}" for k, v in call.args if defaults.get(k) != v]
     return f"{call.op}({', '.join(shown)})" if shown else call.op
 
 
 def _adapter_label(cin: int | None, cout: int | None) -> str:
-    if cin is None or cout is None:
-        return "adapter"
-    return f"adapter {cin}→{cout}"
+    return "adapter" if cin is None or cout is None else f"adapter {cin}→{cout}"
 
 
 def _wrap(names: Sequence[str]) -> list[str]:
@@ -227,7 +215,8 @@ def _fixed_node(ir: IR, w: _Writer, node_id: str, node) -> None:
                 **_style(node.call.op)})
     elif isinstance(node, CombineNode):
         sign = {"sum": "+", "concat": "concat"}.get(node.kind, node.kind)
-        lines = [sign] + ([f"keep {node.keep}"] if node.keep else [])
+        lines = [f"{sign} {_local(node_id, node.scope)}"] + \
+            ([f"keep {node.keep}"] if node.keep else [])
         w.node(node_id, node.scope, "", {"label": "\n".join(lines), **_style(node.kind),
                                          "tooltip": node_id})
 
@@ -261,7 +250,24 @@ def _candidate_adapters(ir: IR, node: ChoiceNode) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- space and α
 
 
+def _candidate_sets(ir: IR) -> dict[tuple[str, ...], str]:
+    """Names (`S1`, `S2`, ...) for candidate sets used by several choices, e.g. DARTS's eight
+    ops on 14 edges of every cell: each choice then shows `S1` instead of the whole list, and
+    one legend box spells the set out once."""
+    uses: dict[tuple[str, ...], int] = defaultdict(int)
+    for _, node in ir.choices():
+        uses[tuple(c.name for c in node.candidates)] += 1
+    common = [names for names, n in uses.items() if n > 1 and len(names) > 3]
+    return {names: f"S{i + 1}" for i, names in enumerate(common)}
+
+
 def _draw_space(ir: IR, w: _Writer, alpha: Mapping[str, Sequence[float]] | None) -> None:
+    sets = _candidate_sets(ir) if alpha is None else {}
+    if sets:
+        lines = [f"{name} = {{ {chr(10).join(_wrap(list(names)))} }}"
+                 for names, name in sets.items()]
+        w.node("candidate sets", "", "", {"label": "\n".join(lines), "shape": "note",
+                                          "color": "#b8860b", "fillcolor": "#fff6d5"})
     for node_id, node in ir.nodes():
         if not isinstance(node, ChoiceNode):
             _fixed_node(ir, w, node_id, node)
@@ -271,8 +277,9 @@ def _draw_space(ir: IR, w: _Writer, alpha: Mapping[str, Sequence[float]] | None)
         local = _local(node_id, node.scope)
         adapters = _candidate_adapters(ir, node)
         if alpha is None:
-            lines = [f"choice {local}", *_wrap([c.name for c in node.candidates]),
-                     *_shape_line(node.shape)]
+            names = tuple(c.name for c in node.candidates)
+            listed = [f"{len(names)} ops: {sets[names]}"] if names in sets else _wrap(list(names))
+            lines = [f"choice {local}", *listed, *_shape_line(node.shape)]
             w.node(node_id, node.scope, "", {"label": "\n".join(lines), "shape": "box",
                                              "style": "rounded,filled", "fillcolor": "#fff6d5",
                                              "color": "#b8860b", "tooltip": node.alpha})
