@@ -192,7 +192,7 @@ class _Printer:
             first = True
             for item_line, text in [(c.span.line, c.text) for c in lead] + [(span.line, None)]:
                 gap = prev_line is not None and item_line > prev_line + 1
-                if prev_line is not None and (gap or (first and force)):
+                if (first and force) or gap:
                     self.out.append("")
                 first = False
                 if text is not None:
