@@ -243,17 +243,18 @@ def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Pat
             opt.zero_grad(set_to_none=True)
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
-            if not math.isfinite(float(loss)):
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
                 raise NumericalError(
-                    f"the training loss became {float(loss)} at epoch {epoch + 1}, step "
+                    f"the training loss became {loss_value} at epoch {epoch + 1}, step "
                     f"{step + 1}; the checkpoints of the last finished epoch are kept in {out}",
                     Span.of_file(str(out)), "lower the learning rate (--lr)")
             loss.backward()
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
-            loss_sum += float(loss) * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
+            loss_sum += loss_value * len(idx)
+            correct += int((logits.detach().argmax(1) == yb).sum())
             seen += len(idx)
             if progress:
                 progress({"epoch": epoch + 1, "epochs": config.epochs, "step": step + 1,
