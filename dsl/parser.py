@@ -17,6 +17,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 from lark.visitors import Transformer_NonRecursive
 
 from dasc.dsl import ast
+from dasc.dsl.syntax_errors import translate
 from dasc.errors import DascError, ParseError, Span
 
 #: Deeper parse trees are refused: later stages walk the AST recursively, and no real space
@@ -54,8 +55,6 @@ def parse(text: str, file: str) -> ast.Module:
         try:
             tree = _lark().parse(text)
         except UnexpectedInput as exc:
-            from dasc.dsl.syntax_errors import translate
-
             raise translate(exc, text, file, _lark()) from None
         finally:
             _local.comments = None
