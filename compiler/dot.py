@@ -30,8 +30,6 @@ from dasc.compiler.ir import (
 from dasc.errors import UsageError
 from dasc.ops import REGISTRY
 
-__all__ = ["to_dot", "quote"]
-
 ADAPTER_COLOR = "#ff8c00"
 ADAPTER_ATTRS = {"style": "dashed,bold", "color": ADAPTER_COLOR, "fontcolor": ADAPTER_COLOR}
 _RECORD_SHAPES = {"record", "Mrecord"}
@@ -221,14 +219,11 @@ def _fixed_node(ir: IR, w: _Writer, node_id: str, node) -> None:
                                          "tooltip": node_id})
 
 
-def _is_adapter(ir: IR, node_id: str) -> bool:
-    node = ir.node(node_id)
-    return isinstance(node, OpNode) and bool(node.adapter or node.call.op == "adapter")
-
-
 def _edge_attrs(ir: IR, src: str, dst: str) -> dict[str, Any]:
-    if _is_adapter(ir, src) or _is_adapter(ir, dst):
-        return {"style": "dashed", "color": ADAPTER_COLOR}
+    """Edges into and out of an adapter are dashed orange like the adapter itself."""
+    for n in (ir.node(src), ir.node(dst)):
+        if isinstance(n, OpNode) and (n.adapter or n.call.op == "adapter"):
+            return {"style": "dashed", "color": ADAPTER_COLOR}
     return {}
 
 
@@ -324,20 +319,41 @@ def _weights(alpha: Mapping[str, Sequence[float]], node: ChoiceNode) -> list[flo
 # ----------------------------------------------------------------------------- architecture
 
 
-def _arch_maps(arch: Any) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
-    choices = dict(getattr(arch, "choices", ()) or ())
-    keeps = {k: tuple(v) for k, v in (getattr(arch, "keeps", ()) or ())}
-    return choices, keeps
+def _reachable(start: str, inputs: Mapping[str, tuple[str, ...]]) -> set[str]:
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(inputs[n])
+    return seen
 
 
 def _draw_arch(ir: IR, w: _Writer, arch: Any) -> None:
-    choices, keeps = _arch_maps(arch)
+    """Only what the architecture keeps. Choices on dropped edges need no op (arch.json leaves
+    them out), so ops are looked up only for choices that still reach the output."""
+    choices = dict(getattr(arch, "choices", ()) or ())
+    keeps = {k: tuple(v) for k, v in (getattr(arch, "keeps", ()) or ())}
+    kept: dict[str, tuple[str, ...]] = {}
+    for node_id, node in ir.nodes():
+        inputs = tuple(node.inputs)
+        if isinstance(node, CombineNode) and node.select is not None and node.select in keeps:
+            positions = keeps[node.select]
+            bad = [p for p in positions if not 0 <= p < len(inputs)]
+            if bad:
+                raise UsageError(f"the architecture keeps input {bad[0]} of '{node.select}', "
+                                 f"which has {len(inputs)} inputs",
+                                 hint="check that the architecture was made for this space")
+            inputs = tuple(inputs[p] for p in sorted(positions))
+        kept[node_id] = inputs
+    reached = _reachable(ir.output, kept)
     chosen: dict[str, Any] = {}
     zero: set[str] = set()
     live_inputs: dict[str, tuple[str, ...]] = {}
     for node_id, node in ir.nodes():
-        inputs = tuple(node.inputs)
-        if isinstance(node, ChoiceNode):
+        inputs = kept[node_id]
+        if node_id in reached and isinstance(node, ChoiceNode):
             op = choices.get(node.alpha)
             if op is None:
                 raise UsageError(f"the architecture does not choose an op for '{node.alpha}'",
@@ -350,30 +366,16 @@ def _draw_arch(ir: IR, w: _Writer, arch: Any) -> None:
                                  f"offers only: {names}",
                                  hint="check that the architecture was made for this space")
             chosen[node_id] = cand
-        elif isinstance(node, CombineNode) and node.select is not None and node.select in keeps:
-            positions = keeps[node.select]
-            bad = [p for p in positions if not 0 <= p < len(inputs)]
-            if bad:
-                raise UsageError(f"the architecture keeps input {bad[0]} of '{node.select}', "
-                                 f"which has {len(inputs)} inputs",
-                                 hint="check that the architecture was made for this space")
-            inputs = tuple(inputs[p] for p in sorted(positions))
+            if cand.zero:
+                zero.add(node_id)
         # An edge whose op is `none` carries nothing; neither does a fixed op or a sum fed only
         # by such edges (the adapter behind a `none` choice): drop them all from the picture.
-        if isinstance(node, ChoiceNode) and chosen[node_id].zero:
-            zero.add(node_id)
-        elif inputs and isinstance(node, (OpNode, CombineNode)) and \
-                (isinstance(node, OpNode) or node.kind == "sum") and all(i in zero for i in inputs):
+        elif inputs and (isinstance(node, OpNode) or
+                         (isinstance(node, CombineNode) and node.kind == "sum")) and \
+                all(i in zero for i in inputs):
             zero.add(node_id)
         live_inputs[node_id] = tuple(i for i in inputs if i not in zero)
-    live: set[str] = set()
-    stack = [ir.output]
-    while stack:
-        n = stack.pop()
-        if n in live:
-            continue
-        live.add(n)
-        stack.extend(live_inputs[n])
+    live = _reachable(ir.output, live_inputs)
     out_of: dict[str, str] = {}
     for node_id, node in ir.nodes():
         if node_id not in live:

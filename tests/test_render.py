@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import networkx as nx
 import pytest
@@ -23,6 +24,8 @@ from dasc.compiler.ir import (
 )
 from dasc.errors import UsageError
 from dasc.ops import Shape
+
+ROOT = Path(__file__).resolve().parent.parent
 
 WEIRD = 'we"ird\\op<x>{|}'
 
@@ -184,6 +187,11 @@ def test_arch_view_keeps_only_chosen_ops_and_kept_inputs():
     assert "wide" not in text
 
 
+def test_arch_view_needs_no_op_for_dropped_edges():
+    arch = FakeArch(choices=(("cell[].n1.e0", "wide"),), keeps=(("cell[].n1", (0,)),))
+    assert '"wide\\n[16, 8, 8]"' in to_dot(toy_ir(), arch=arch)
+
+
 def test_arch_view_drops_none_edges():
     arch = FakeArch(choices=(("cell[].n1.e0", "wide"), ("cell[].n1.e1", "none")),
                     keeps=(("cell[].n1", (0, 1)),))
@@ -201,7 +209,8 @@ def test_arch_view_is_valid_dot():
 
 
 @pytest.mark.parametrize("arch,message", [
-    (FakeArch(choices=(("cell[].n1.e0", "wide"),)), "does not choose an op for 'cell[].n1.e1'"),
+    (FakeArch(choices=(("cell[].n1.e0", "wide"),), keeps=(("cell[].n1", (0, 1)),)),
+     "does not choose an op for 'cell[].n1.e1'"),
     (FakeArch(choices=(("cell[].n1.e0", "huge"), ("cell[].n1.e1", "none"))),
      "picks 'huge' for 'cell[].n1.e0'"),
     (FakeArch(choices=(("cell[].n1.e0", "wide"), ("cell[].n1.e1", "none")),
@@ -302,3 +311,33 @@ def test_render_run_weights(dasc, adapter_space, tmp_path):
     assert "penwidth" in out.read_text(encoding="utf-8")
     bad = dasc("render", str(adapter_space), "--run", str(tmp_path), "-o", str(out))
     assert bad.returncode == 2 and "has no alpha_history.json" in bad.stderr
+
+
+@needs_dot
+def test_render_arch_draws_only_chosen_ops(dasc, tmp_path):
+    """`--arch` with an arch.json of the DARTS space: kept edges only, no choice lists."""
+    import random
+
+    from dasc.compiler.arch import random_arch, write_arch
+    from dasc.compiler.pipeline import compile_space
+
+    space = str(ROOT / "spaces" / "darts.das")
+    ir = compile_space(space, {"layers": 3})
+    arch = random_arch(ir, random.Random(0))
+    arch_file = tmp_path / "arch.json"
+    write_arch(str(arch_file), arch, ir.name)
+    out = tmp_path / "arch.svg"
+    res = dasc("render", space, "--set", "layers=3", "--arch", str(arch_file), "-o", str(out),
+               "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["view"] == "arch"
+    svg = out.read_text(encoding="utf-8")
+    assert "choice " not in svg and "ops: S1" not in svg
+    assert svg.count("<title>cluster_darts") == 3
+    picked = {op for _, op in arch.choices}
+    assert any(op in svg for op in picked)
+    # an architecture of another shape is refused with the fitting error, not a traceback
+    res = dasc("render", str(ROOT / "spaces" / "pooling.das"), "--arch", str(arch_file),
+               "-o", str(out))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "the architecture is for space 'darts'" in res.stderr
