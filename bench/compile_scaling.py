@@ -7,7 +7,8 @@ Each space is generated as `.das` text: the DARTS cell (4 intermediate nodes, 14
 like the DARTS search network. The cells are `independent`, so both the choice nodes and the
 distinct α keys grow with SCALE (with `shared per stride` the decisions would stay at 28 and
 only the unrolled graph would grow). One JSON line per scale: parse and compile seconds (best
-of --repeat), the number of choice points, and `ratio` = time / time at the first scale, which
+of --repeat), the time to count the architectures (as `dasc compile` does), the number of
+choice points, and `ratio` = time / time at the first scale, which
 should track `choices_ratio` if compile cost grows about linearly.
 """
 
@@ -71,22 +72,28 @@ def measure(scale: int, repeat: int) -> dict:
     from dasc.compiler.pipeline import compile_module
     from dasc.dsl.parser import parse
 
+    from dasc.compiler.count import count_architectures
+
     text = darts_text(BASE_LAYERS * scale)
-    parse_s = compile_s = float("inf")
-    ir = None
+    parse_s = compile_s = count_s = float("inf")
+    ir = counts = None
     for _ in range(repeat):
         t0 = time.perf_counter()
         module = parse(text, f"<darts x{scale}>")
         t1 = time.perf_counter()
         ir = compile_module(module, {})
         t2 = time.perf_counter()
+        counts = count_architectures(ir)  # what `dasc compile` reports
+        t3 = time.perf_counter()
         parse_s, compile_s = min(parse_s, t1 - t0), min(compile_s, t2 - t1)
+        count_s = min(count_s, t3 - t2)
     choices = ir.choices()
     return {"bench": "compile_scaling", "scale": scale, "layers": BASE_LAYERS * scale,
             "choice_points": len(choices), "alpha_keys": len({c.alpha for _, c in choices}),
             "ir_nodes": ir.graph.number_of_nodes(), "source_lines": text.count("\n"),
+            "architectures_digits": len(str(counts.total)),
             "parse_s": round(parse_s, 4), "compile_s": round(compile_s, 4),
-            "total_s": round(parse_s + compile_s, 4)}
+            "count_s": round(count_s, 4), "total_s": round(parse_s + compile_s + count_s, 4)}
 
 
 def main(argv: list[str] | None = None) -> int:
