@@ -80,7 +80,7 @@ def _explain(ir: IR, st: Structure, rule: Rule) -> ConstraintError:
              and chosen[n].op == rule.op and (members is None or n in members)]
     return ConstraintError(
         f"`{describe(rule)}` cannot be met: every architecture picks `{rule.op}` at least "
-        f"{len(picks)} times", span=rule.span,
+        f"{len(picks)} time{'s' * (len(picks) != 1)}", span=rule.span,
         notes=(f"forced at: {', '.join(picks[:8])}{' ...' * (len(picks) > 8)}",),
         hint=f"raise the cap to {len(picks)}, or offer other ops on these choices")
 

@@ -71,9 +71,10 @@ def _log(w: float) -> float:
 
 
 def darts_rule(ir: IR, weights: Mapping[str, Sequence[float]],
-               st: Structure | None = None) -> Arch:
+               st: Structure | None = None) -> Arch | None:
     """DARTS's derivation, generalized: top-k edges by strength at each keep node (stable),
-    then the first argmax among the allowed candidates of every decided choice."""
+    then the first argmax among the allowed candidates of every decided choice. None when
+    that would decide a choice with no candidate (only `none`, on a kept edge)."""
     st = st or structure(ir)
     keeps: dict[str, tuple[int, ...]] = {}
     for n, p in st.order:
@@ -86,7 +87,7 @@ def darts_rule(ir: IR, weights: Mapping[str, Sequence[float]],
                 strength.append(1.0)
             else:
                 w = weights[ir.node(c).alpha]
-                strength.append(max(w[i] for i in st.allowed(ir, c)))
+                strength.append(max((w[i] for i in st.allowed(ir, c)), default=-math.inf))
         order = sorted(range(len(p.inputs)), key=lambda i: -strength[i])
         keeps[p.select] = tuple(sorted(order[:p.keep]))
     kept = {n: keeps[p.select] for n, p in st.order
@@ -96,7 +97,10 @@ def darts_rule(ir: IR, weights: Mapping[str, Sequence[float]],
         if p.alpha in choices or not st.active(n, kept):
             continue
         w = weights[p.alpha]
-        best = max(st.allowed(ir, n), key=lambda i: (w[i], -i))
+        allowed = st.allowed(ir, n)
+        if not allowed:
+            return None
+        best = max(allowed, key=lambda i: (w[i], -i))
         choices[p.alpha] = p.candidates[best].name
     return Arch(tuple(choices.items()), tuple(keeps.items()))
 
@@ -120,7 +124,7 @@ def discretize(ir: IR, scores: Mapping[str, Sequence[float]], *, mode: str = "da
     rules = tuple(ir.rules if rules is None else rules)
     if not exact:
         arch = darts_rule(ir, weights, st)
-        if not rules or not violations(ir, arch, rules, st=st):
+        if arch is not None and (not rules or not violations(ir, arch, rules, st=st)):
             return arch
     logs = {k: [_log(v) for v in w] for k, w in weights.items()}
     alpha = {n: p.alpha for n, p in ir.choices()}

@@ -33,7 +33,7 @@ def brute(ir) -> Counts:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(specs())
+@given(specs(min_rules=1))
 def test_counts_equal_brute_force(spec):
     ir = build(spec)
     assume(count_satisfying(ir, ()) <= SMALL)

@@ -124,12 +124,12 @@ def build(spec: Spec) -> IR:
 
 op_sets = st.lists(st.sampled_from(OPS), min_size=1, max_size=3, unique=True).map(tuple)
 rules = st.one_of(
-    st.builds(PathRule, st.sampled_from([None, "c"]), st.integers(0, 3)),
-    st.builds(CountRule, st.sampled_from([None, "c"]), st.sampled_from(OPS), st.integers(0, 3)))
+    st.builds(PathRule, st.sampled_from([None, "c"]), st.sampled_from([0, 1, 1, 2, 3])),
+    st.builds(CountRule, st.sampled_from([None, "c"]), st.sampled_from(OPS), st.integers(0, 2)))
 
 
 @st.composite
-def specs(draw, max_cells: int = 3) -> Spec:
+def specs(draw, max_cells: int = 3, min_rules: int = 0) -> Spec:
     """Random small spaces (hypothesis)."""
     n_in = draw(st.integers(1, 2))
     nodes = []
@@ -140,7 +140,8 @@ def specs(draw, max_cells: int = 3) -> Spec:
                       for _ in range(n_edges))
         nodes.append(Node(edges, draw(st.one_of(st.none(), st.integers(1, n_edges)))))
     return Spec(n_in, tuple(nodes), draw(st.integers(1, max_cells)), draw(st.booleans()),
-                draw(st.one_of(st.none(), op_sets)), tuple(draw(st.lists(rules, max_size=2))))
+                draw(st.one_of(st.none(), op_sets)),
+                tuple(draw(st.lists(rules, min_size=min_rules, max_size=2))))
 
 
 DARTS_CELL = tuple(Node(tuple(Edge(i, OPS) for i in range(2 + j)), keep=2) for j in range(4))
