@@ -123,6 +123,12 @@ class Zero(nn.Module):
         return f"stride={self.stride}"
 
 
+def _after_first(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    for module in list(seq)[1:]:
+        x = module(x)
+    return x
+
+
 class ReLUConvBN(nn.Module):
     """ReLU, Conv2d without bias, BatchNorm (DARTS/NB201 `ReLUConvBN`, also `nor_conv_*`)."""
 
@@ -138,6 +144,10 @@ class ReLUConvBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
+
+    def forward_from_relu(self, relu_x: torch.Tensor) -> torch.Tensor:
+        """The op after its leading ReLU, so a mixed op can share one ReLU per input."""
+        return _after_first(self.op, relu_x)
 
 
 class DilConv(nn.Module):
@@ -156,6 +166,10 @@ class DilConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
+
+    def forward_from_relu(self, relu_x: torch.Tensor) -> torch.Tensor:
+        """The op after its leading ReLU, so a mixed op can share one ReLU per input."""
+        return _after_first(self.op, relu_x)
 
 
 class SepConv(nn.Module):
@@ -179,6 +193,10 @@ class SepConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
 
+    def forward_from_relu(self, relu_x: torch.Tensor) -> torch.Tensor:
+        """The op after its leading ReLU, so a mixed op can share one ReLU per input."""
+        return _after_first(self.op, relu_x)
+
 
 class FactorizedReduce(nn.Module):
     """DARTS FactorizedReduce: halves H and W with two 1x1 stride-2 convs, the second on the
@@ -193,8 +211,11 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(cout, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        out = torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1)
+        return self.forward_from_relu(self.relu(x))
+
+    def forward_from_relu(self, relu_x: torch.Tensor) -> torch.Tensor:
+        """The op after its leading ReLU, so a mixed op can share one ReLU per input."""
+        out = torch.cat([self.conv_1(relu_x), self.conv_2(relu_x[:, :, 1:, 1:])], dim=1)
         return self.bn(out)
 
 

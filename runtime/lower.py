@@ -25,12 +25,22 @@ from dasc.runtime.mixed import Block, MixedOp, sum_inputs
 
 @dataclass(frozen=True)
 class LoweringOptions:
-    """How choice points become modules: gate kind, initial temperature, PC-DARTS partial K."""
+    """How choice points become modules.
+
+    `share`: compute a parameter-free candidate (pooling, identity) and the leading ReLU of
+    conv candidates once per input, however many choices read that input (a DARTS cell has 14
+    edges but 5 distinct inputs). `channels_last`: NHWC memory format, which makes depthwise
+    convolutions several times faster on CPU. `checkpoint`: recompute mixed ops in the backward
+    pass instead of storing their activations.
+    """
 
     gate: str = "softmax"
     tau: float = 1.0
     partial_channels: int = 1
     alpha_init_std: float = 1e-3
+    share: bool = True
+    channels_last: bool = False
+    checkpoint: bool = False
 
 
 @dataclass
@@ -122,6 +132,7 @@ class _Builder:
         self.weight_nodes: dict[str, fx.Node] = {}
         self.mixed: dict[str, str] = {}
         self.used_targets: set[str] = set()
+        self.shared: dict[tuple[str, str], fx.Node] = {}
 
     def target(self, node_id: str, scope: str) -> str:
         target = module_target(node_id, scope)
@@ -159,7 +170,11 @@ class _Builder:
     def lower_node(self, node_id: str, node) -> None:
         g = self.graph
         if isinstance(node, InputNode):
-            self.values[node_id] = g.placeholder(_ident(node.name))
+            value = g.placeholder(_ident(node.name))
+            if self.options.channels_last:
+                value = g.call_method("contiguous", (value,),
+                                      {"memory_format": torch.channels_last})
+            self.values[node_id] = value
         elif isinstance(node, OpNode):
             target = self.target(node_id, node.scope)
             self.modules[target] = build_op(node.call.op, node.call.argdict(), self.in_shapes(node))
@@ -191,14 +206,58 @@ class _Builder:
         candidates = {_candidate_key(i, c, used): build_candidate(c, in_shape, partial)
                       for i, c in enumerate(node.candidates)}
         shape = node.shape
+        hard = self.options.gate == "gumbel_hard"
+        plan, pre = [], []
+        if self.options.share and partial == 1 and not hard:
+            plan, pre = self.share_plan(node, list(candidates.values()), in_shape)
         mixed = MixedOp(candidates, [c.zero for c in node.candidates], (shape.c, shape.h, shape.w),
-                        stride=_stride(node.candidates), partial=partial)
-        mixed.hard = self.options.gate == "gumbel_hard"
+                        stride=_stride(node.candidates), partial=partial, plan=plan,
+                        checkpoint=self.options.checkpoint)
+        mixed.hard = hard
         target = self.target(node_id, node.scope)
         self.modules[target] = mixed
         self.mixed[node_id] = target
         weights = self.weights_for(node, node_id)
-        return self.graph.call_module(target, (self.values[node.inputs[0]], weights))
+        return self.graph.call_module(target, (self.values[node.inputs[0]], weights, *pre))
+
+    def share_plan(self, node: ChoiceNode, modules: list[nn.Module],
+                   in_shape: Shape) -> tuple[list[tuple[str, int]], list[fx.Node]]:
+        """Common subexpressions across the choices that read one input (see LoweringOptions)."""
+        src = node.inputs[0]
+        plan: list[tuple[str, int]] = []
+        pre: list[fx.Node] = []
+        for cand, module in zip(node.candidates, modules):
+            key: tuple[str, str] | None = None
+            if cand.zero or len(cand.nodes) != 1:
+                plan.append(("own", -1))
+                continue
+            call = cand.nodes[0].call
+            spec = REGISTRY.get(call.op)
+            if spec.skip and cand.nodes[0].shape == in_shape:
+                key = (src, "identity")
+                self.shared.setdefault(key, self.values[src])
+                kind = "value"
+            elif spec.params_count((in_shape,), resolve_args(spec, call.argdict())) == 0:
+                key = (src, str(call))
+                if key not in self.shared:
+                    target = self.target(f"{src}.{call.op}_{call.arg('stride', 1)}", node.scope)
+                    self.modules[target] = build_op(call.op, call.argdict(), (in_shape,))
+                    self.shared[key] = self.graph.call_module(target, (self.values[src],))
+                kind = "value"
+            elif hasattr(module, "forward_from_relu"):
+                key = (src, "relu")
+                if key not in self.shared:
+                    self.shared[key] = self.graph.create_node(
+                        "call_function", torch.relu, (self.values[src],),
+                        name=f"relu_{_ident(src)}")
+                kind = "relu"
+            else:
+                plan.append(("own", -1))
+                continue
+            if self.shared[key] not in pre:
+                pre.append(self.shared[key])
+            plan.append((kind, pre.index(self.shared[key])))
+        return plan, pre
 
 
 def lower(ir: IR, options: LoweringOptions | None = None) -> fx.GraphModule:
@@ -215,6 +274,8 @@ def lower(ir: IR, options: LoweringOptions | None = None) -> fx.GraphModule:
         root.add_module("gate", Gate(options.gate, options.tau))
     builder.graph.lint()
     gm = fx.GraphModule(root, builder.graph, class_name=_ident(ir.name).title() + "Net")
+    if options.channels_last:
+        gm = gm.to(memory_format=torch.channels_last)
     gm.dasc = NetInfo(ir.name, builder.alphas, builder.mixed)
     return gm
 

@@ -106,7 +106,30 @@ def test_generated_code_names_nodes_after_the_source():
     code = lower(tiny_ir()).code
     assert "self.stem(image)" in code
     assert "w_network_a = self.gate(alphas_network_a, key = 'network.a')" in code
-    assert "self.a(stem, w_network_a)" in code
+    assert "a = self.a(stem, w_network_a, " in code
+    assert "relu_stem = torch.relu(stem)" in code  # one ReLU shared by the conv candidates
+
+
+@pytest.mark.parametrize("options", [
+    LoweringOptions(share=False), LoweringOptions(channels_last=True),
+    LoweringOptions(checkpoint=True)])
+def test_lowering_optimisations_do_not_change_the_function(options):
+    torch.manual_seed(0)
+    plain = lower(tiny_ir(), LoweringOptions(share=False, alpha_init_std=1.0))
+    torch.manual_seed(0)
+    other = lower(tiny_ir(), LoweringOptions(**{**options.__dict__, "alpha_init_std": 1.0}))
+    other.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 1, 8, 8)
+    y = torch.tensor([0, 1, 2, 0])
+    grads = []
+    for gm in (plain, other):
+        gm.train()
+        loss = F.cross_entropy(gm(x), y)
+        grads.append(torch.autograd.grad(loss, arch_parameters(gm) + weight_parameters(gm)))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for name, buf in plain.named_buffers():  # BN statistics updated exactly once
+        torch.testing.assert_close(buf, dict(other.named_buffers())[name])
 
 
 def test_hard_gumbel_runs_only_the_selected_candidate():
