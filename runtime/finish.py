@@ -81,7 +81,8 @@ def finish(searcher: Searcher) -> SearchOutcome:
     """Discretize the learnt α and write arch.json, plots and summary.json (rank 0 only)."""
     ir, gm, data = searcher.ir, searcher.model, searcher.data
     scores = gate_weights(gm) if searcher.alphas else {}
-    arch = discretize(ir, scores, gate=searcher.config.gate, threshold=searcher.config.threshold)
+    mode = "sigmoid" if searcher.config.gate == "sigmoid" else "darts"
+    arch = discretize(ir, scores, mode=mode, threshold=searcher.config.threshold)
     _, supernet_acc = searcher.evaluate(data.x_test, data.y_test)
     with pinned(gm, pinned_weights(ir, gm, arch)):
         _, derived_acc = searcher.evaluate(data.x_test, data.y_test)

@@ -13,20 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dasc.compiler.ir import IR, Candidate, ChoiceNode
-from dasc.ops import REGISTRY
-from dasc.ops.registry import Shape, resolve_args
-
-
-def candidate_cost(cand: Candidate, in_shape: Shape, kind: str) -> int:
-    """Parameters or MACs of one candidate at one choice point, from the op registry's rules."""
-    total = 0
-    for bn in cand.nodes:
-        spec = REGISTRY.get(bn.call.op)
-        shapes = tuple(in_shape if i < 0 else cand.nodes[i].shape for i in bn.inputs)
-        rule = spec.params_count if kind == "params" else spec.macs
-        total += rule(shapes, resolve_args(spec, bn.call.argdict()))
-    return total
+from dasc.compiler.cost import candidate_cost
+from dasc.compiler.ir import IR
 
 
 def cost_table(ir: IR, kind: str) -> dict[str, list[float]]:
@@ -37,7 +25,7 @@ def cost_table(ir: IR, kind: str) -> dict[str, list[float]]:
     table: dict[str, list[float]] = {}
     for _, node in ir.choices():
         in_shape = ir.node(node.inputs[0]).shape
-        costs = [float(candidate_cost(c, in_shape, kind)) for c in node.candidates]
+        costs = [float(getattr(candidate_cost(c, in_shape), kind)) for c in node.candidates]
         if node.alpha in table:
             table[node.alpha] = [a + b for a, b in zip(table[node.alpha], costs)]
         else:
