@@ -116,6 +116,7 @@ def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume
         "epochs": outcome.epochs,
         "supernet_test_acc": outcome.supernet_acc,
         "derived_test_acc_inherited": outcome.derived_acc,
+        "derived_test_acc_inherited_raw_bn": outcome.derived_acc_raw,
         "discretization_gap": outcome.gap,
         "arch": str(run_dir / "arch.json"),
         "processes": world.world,
