@@ -184,3 +184,37 @@ def test_in_memory_model_without_verification_is_the_same_graph(exported):
     ir, gm, path, _ = exported
     model = onnx_model(ir, gm, meta=META)
     assert [n.name for n in model.graph.node] == [n.name for n in onnx.load(str(path)).graph.node]
+
+
+@pytest.mark.parametrize("space, seeds", [("digits", range(5)), ("mobile", range(2)),
+                                          ("nb201", range(2))])
+def test_random_architectures_of_shipped_spaces_export_with_parity(space, seeds, tmp_path):
+    import random
+
+    from conftest import SPACES
+    from dasc.compiler.arch import random_arch
+    from dasc.compiler.cost import node_cost
+    from dasc.compiler.pipeline import compile_space
+    from dasc.compiler.prune import prune
+    ir = compile_space(str(SPACES / f"{space}.das"), {"C": 4} if space == "nb201" else {})
+    for seed in seeds:
+        arch = random_arch(ir, random.Random(seed))
+        derived = prune(ir, arch)
+        torch.manual_seed(seed)
+        gm = lower(derived)
+        _randomize_bn(gm)
+        path = tmp_path / f"{space}{seed}.onnx"
+        report = export_onnx(derived, gm, path, meta={"space": ir.name,
+                                                      "arch": arch.to_json(ir.name)})
+        assert report.max_abs_diff <= 1e-4
+        model = onnx.load(str(path))
+        assert not [n.name for n in model.graph.node if "__dasc" in n.name]
+        chosen = [n for n, p in derived.nodes() if getattr(p, "group", "")]
+        names = [n.name for n in model.graph.node]
+        # every chosen op with weights appears under its derived node id (parameter-free
+        # ones may be merged with an identical op on the same input by the exporter's CSE)
+        for node_id in chosen:
+            if node_cost(derived, node_id).params:
+                assert any(n.startswith(f"/{node_id}/") for n in names), node_id
+        assert json.loads({p.key: p.value for p in model.metadata_props}["arch"])["choices"] == \
+            dict(arch.choices)

@@ -235,3 +235,85 @@ def test_hook_macs_leaves_module_mode_alone():
     hook_macs(gm, (1, 8, 8))
     assert gm.training
     assert all(not m._forward_hooks for m in gm.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+# ----------------------------------------------------------------------------- inherited weights
+
+def _space(name: str):
+    from conftest import SPACES
+    from dasc.compiler.pipeline import compile_space
+    return compile_space(str(SPACES / f"{name}.das"))
+
+
+def _random_stats(gm) -> None:
+    gen = torch.Generator().manual_seed(5)
+    for m in gm.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.3)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+
+
+def test_inherit_key_map_follows_prune_and_lower_naming():
+    from dasc.compiler.arch import Arch
+    from dasc.compiler.prune import prune
+    from dasc.runtime.train import inherit_key_map
+    ir = _space("digits")
+    arch = Arch((("digit[stride=1].n2.e0", "sep_conv_3x3"), ("digit[stride=1].n2.e1", "skip_connect"),
+                 ("digit[stride=1].n3.e0", "dil_conv_3x3"), ("digit[stride=1].n3.e2", "max_pool_3x3"),
+                 ("digit[stride=2].n2.e0", "avg_pool_3x3"), ("digit[stride=2].n2.e1", "sep_conv_3x3"),
+                 ("digit[stride=2].n3.e1", "skip_connect"), ("digit[stride=2].n3.e2", "dil_conv_3x3")),
+                (("digit[stride=1].n2", (0, 1)), ("digit[stride=1].n3", (0, 2)),
+                 ("digit[stride=2].n2", (0, 1)), ("digit[stride=2].n3", (1, 2))))
+    key_map = inherit_key_map(ir, prune(ir, arch), arch)
+    assert key_map["digit0.n2_e0_sep_conv_3x3"] == "digit0.n2_e0.candidates.sep_conv_3x3"
+    assert key_map["digit1.n2_e1_sep_conv_3x3"] == "digit1.n2_e1.candidates.sep_conv_3x3"
+    assert key_map["digit2.n3_e0_dil_conv_3x3"] == "digit2.n3_e0.candidates.dil_conv_3x3"
+    assert key_map["stem_conv"] == "stem_conv" and key_map["digit2.p0"] == "digit2.p0"
+    assert not any(k.startswith("digit0.n3_e1") for k in key_map)  # a dropped edge
+
+
+@pytest.mark.parametrize("space, seeds", [("digits", range(4)), ("mobile", range(2))])
+def test_inherited_network_computes_the_pinned_supernet(space, seeds):
+    """Differential oracle: derived net with inherited weights == supernet with gates pinned."""
+    import random
+
+    from dasc.compiler.arch import random_arch
+    from dasc.compiler.prune import prune
+    from dasc.runtime.finish import pinned, pinned_weights
+    from dasc.runtime.train import inherit_weights
+    ir = _space(space)
+    torch.manual_seed(0)
+    supernet = lower(ir)
+    _random_stats(supernet)
+    supernet.eval()
+    shape = ir.node(ir.input).shape
+    x = torch.randn(2, shape.c, shape.h, shape.w)
+    for seed in seeds:
+        arch = random_arch(ir, random.Random(seed))
+        derived_ir = prune(ir, arch)
+        derived = lower(derived_ir)
+        got = inherit_weights(ir, supernet.state_dict(), derived_ir, arch, derived.state_dict())
+        assert got.fresh == () and len(got.copied) == len(derived.state_dict())
+        derived.load_state_dict(got.state)
+        derived.eval()
+        with torch.no_grad(), pinned(supernet, pinned_weights(ir, supernet, arch)):
+            want = supernet(x)
+        with torch.no_grad():
+            torch.testing.assert_close(derived(x), want, rtol=1e-4, atol=1e-5)
+
+
+def test_weights_without_a_counterpart_stay_fresh():
+    from dasc.runtime.train import inherit_weights
+    import random
+
+    from dasc.compiler.arch import random_arch
+    from dasc.compiler.prune import prune
+    ir = _space("digits")
+    arch = random_arch(ir, random.Random(0))
+    derived_ir = prune(ir, arch)
+    derived = lower(derived_ir).state_dict()
+    super_state = {k: v for k, v in lower(ir).state_dict().items() if not k.startswith("out.")}
+    super_state["stem_conv.weight"] = torch.zeros(3, 3)  # wrong shape: not copied
+    got = inherit_weights(ir, super_state, derived_ir, arch, derived)
+    assert set(got.fresh) == {"out.weight", "out.bias", "stem_conv.weight"}
+    torch.testing.assert_close(got.state["out.weight"], derived["out.weight"])
