@@ -1,7 +1,8 @@
 """`dasc export SPACE --arch ARCH [--weights CKPT] -o model.onnx`.
 
 ONNX that passes `onnx.checker.check_model(full_check=True)` and matches PyTorch in
-onnxruntime. `run` is a stub until `runtime/export.py` lands; import torch only inside `run`.
+onnxruntime; both are checked before the file is written, and a failed check leaves no file.
+torch is imported only inside `run`.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dasc.cli.common import (
-    Context, add_set_option, add_space_argument, new_command, not_implemented,
-)
+from dasc import __version__
+from dasc.cli.common import Context, add_set_option, add_space_argument, check_space_file, new_command
+from dasc.fsutil import check_output_path
 
 
 def register(subparsers: Any) -> None:
@@ -22,10 +23,52 @@ def register(subparsers: Any) -> None:
     p.add_argument("--arch", metavar="ARCH", required=True,
                    help="an arch.json, a DARTS genotype or a NAS-Bench-201 string "
                         "(literal or file)")
-    p.add_argument("--weights", metavar="CKPT", help="a checkpoint from dasc train")
+    p.add_argument("--weights", metavar="CKPT",
+                   help="a checkpoint from dasc train (best.pt / TRAIN_DIR) or a search run's "
+                        "supernet checkpoint (inherited weights)")
+    p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (default 17)")
     add_set_option(p)
     p.add_argument("-o", "--output", metavar="MODEL.onnx", required=True)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    raise not_implemented("export")
+    check_output_path(args.output)  # a typo in -o fails before compiling and exporting
+    check_space_file(args.space, ctx.sources)
+    import torch
+
+    from dasc.compiler.arch import read_arch
+    from dasc.compiler.pipeline import compile_space
+    from dasc.compiler.prune import prune
+    from dasc.runtime.export import export_onnx
+    from dasc.runtime.lower import lower
+
+    ir = compile_space(args.space, args.overrides, ctx.sources)
+    arch = read_arch(args.arch, ir)
+    derived = prune(ir, arch)
+    torch.manual_seed(0)  # without --weights: the same initial weights on every export
+    gm = lower(derived)
+    weights = None
+    if args.weights:
+        from dasc.runtime.inherit import load_weights
+
+        state, weights = load_weights(args.weights, ir, derived, arch, gm.state_dict())
+        gm.load_state_dict(state)
+    meta = {"space": ir.name, "arch": arch.to_json(ir.name), "overrides": dict(args.overrides),
+            "weights": "none" if weights is None else weights["source"],
+            "dasc_version": __version__}
+    report = export_onnx(derived, gm, args.output, opset=args.opset, meta=meta)
+    if ctx.json:
+        ctx.emit_json({"space": ir.name, **report.to_json(), "weights": weights})
+        return 0
+    diffs = ", ".join(f"batch {b}: {d:.2g}" for b, d in report.diffs.items())
+    ctx.out(f"wrote {report.path} ({report.nodes} nodes, {report.bytes:,} bytes, opset "
+            f"{report.opset})")
+    ctx.out(f"onnx.checker (full_check) passed; onnxruntime vs PyTorch max |diff| "
+            f"{report.max_abs_diff:.2g} ({diffs})")
+    if weights is None:
+        ctx.note("note: exported with freshly initialised weights (pass --weights best.pt)")
+    else:
+        ctx.out(f"weights from {weights['source']} checkpoint {weights['weights']}"
+                + (f" ({weights['fresh']} tensors without a supernet counterpart left fresh)"
+                   if weights["fresh"] else ""))
+    return 0

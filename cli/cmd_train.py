@@ -1,17 +1,25 @@
-"""`dasc train SPACE --arch ARCH --data digits [--epochs N] -o TRAIN_DIR`.
+"""`dasc train SPACE --arch ARCH --data digits [--epochs N] [--weights CKPT] -o TRAIN_DIR`.
 
-Train a derived network from scratch and report test accuracy. `run` is a stub until the
-runtime's trainer lands; import torch only inside `run`.
+Train the network an architecture derives from the space, from scratch (or from a search's
+supernet weights with `--weights`), and report its test accuracy. Builds a `TrainConfig`
+from the flags and hands everything to `dasc.runtime.train`; torch is imported only inside
+`run`, so `dasc --help` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
-from dasc.cli.common import (
-    Context, add_set_option, add_space_argument, new_command, not_implemented,
-)
+from dasc import __version__
+from dasc.cli.common import Context, add_set_option, add_space_argument, check_space_file, new_command
+from dasc.errors import UsageError
+
+MARKER = "config.json"
+_FLAGS = ("epochs", "batch_size", "lr", "device", "seed")
 
 
 def register(subparsers: Any) -> None:
@@ -22,13 +30,114 @@ def register(subparsers: Any) -> None:
     p.add_argument("--arch", metavar="ARCH", required=True,
                    help="an arch.json, a DARTS genotype or a NAS-Bench-201 string "
                         "(literal or file)")
-    p.add_argument("--data", metavar="NAME", required=True, help="data set, e.g. digits")
-    p.add_argument("--epochs", type=int, metavar="N")
+    p.add_argument("--data", metavar="NAME", required=True,
+                   help="digits (bundled) or a .npz file")
+    p.add_argument("--epochs", type=int, metavar="N", help="training epochs (default 30)")
+    p.add_argument("--batch-size", type=int, metavar="B", help="mini-batch size (default 64)")
+    p.add_argument("--lr", type=float, metavar="LR",
+                   help="initial learning rate, cosine-annealed to 0 (default 0.025)")
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, metavar="S")
+    p.add_argument("--weights", metavar="CKPT",
+                   help="start from a search run's supernet weights (its checkpoint or RUN_DIR) "
+                        "or from a dasc train checkpoint")
+    p.add_argument("--force", action="store_true", help="replace an existing TRAIN_DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_set_option(p)
     p.add_argument("-o", "--output", metavar="TRAIN_DIR", required=True)
 
 
+def prepare_train_dir(path: Path, force: bool) -> None:
+    """Create TRAIN_DIR; an existing non-empty one is replaced only with --force, and only
+    when it looks like a dasc output directory (has config.json), never a random folder."""
+    span = None  # a directory has no line to point at: the message names it
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path} exists and is not a directory", span, "choose another -o path")
+    if path.is_dir() and any(path.iterdir()):
+        if not force:
+            raise UsageError(f"output directory {path} already exists", span,
+                             "pass --force to replace it, or choose another -o")
+        if not (path / MARKER).is_file():
+            raise UsageError(f"{path} is not empty and is not a dasc output directory; "
+                             "refusing to delete it even with --force", span,
+                             "choose an empty or new -o path")
+        shutil.rmtree(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"cannot create {path}: directory {parent} does not exist", span,
+                         f"create it first (mkdir -p {parent}) or choose another -o")
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {path}: {exc.strerror}", span,
+                         "choose a writable -o path") from None
+
+
+def _progress(total: int, enabled: bool):
+    """A tqdm bar on stderr: epoch, running loss and accuracy, then validation accuracy."""
+    if not enabled:
+        return (lambda _: None), (lambda: None)
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, unit="step", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def update(info: dict) -> None:
+        if info.get("done"):
+            bar.set_postfix(loss=f"{info['train_loss']:.3f}", acc=f"{info['train_acc']:.2f}",
+                            val=f"{info['val_acc']:.3f}")
+            return
+        bar.set_description(f"epoch {info['epoch']}/{total}")
+        bar.set_postfix(loss=f"{info['loss']:.3f}", acc=f"{info['train_acc']:.2f}")
+        bar.update(1)
+
+    return update, bar.close
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    raise not_implemented("train")
+    from dasc.compiler.arch import read_arch
+    from dasc.compiler.pipeline import compile_space
+    from dasc.compiler.prune import prune
+    from dasc.runtime.data import check_fits, load_dataset
+    from dasc.runtime.train import TrainConfig, train
+
+    config = TrainConfig(**{k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None})
+    out = Path(args.output)
+    check_space_file(args.space, ctx.sources)
+    ir = compile_space(args.space, args.overrides, ctx.sources)
+    arch = read_arch(args.arch, ir)
+    derived = prune(ir, arch)
+    data = load_dataset(args.data)
+    output = ir.node(ir.output).shape
+    shape = ir.node(ir.input).shape
+    check_fits(data, (shape.c, shape.h, shape.w), output.c if output else None, ir.span)
+    init, weights = None, None
+    if args.weights:
+        import torch
+
+        from dasc.runtime.inherit import load_weights
+        from dasc.runtime.lower import lower
+
+        torch.manual_seed(config.seed)  # the fresh part of the state, as train() would draw it
+        init, weights = load_weights(args.weights, ir, derived, arch, lower(derived).state_dict())
+    prepare_train_dir(out, args.force)
+    meta = {"space": ir.name, "space_file": args.space, "overrides": dict(args.overrides),
+            "arch": arch.to_json(ir.name), "data": args.data, "weights": weights,
+            "dasc_version": __version__}
+    update, close = _progress(config.epochs, not (args.quiet or ctx.json))
+    try:
+        result = train(derived, data, config, out, update, init=init, meta=meta)
+    finally:
+        close()
+    if ctx.json:
+        ctx.emit_json({"space": ir.name, "data": args.data, **result.to_json(),
+                       "weights": weights, "config": config.to_json()})
+        return 0
+    ctx.out(f"test accuracy {result.test_acc:.4f} (best epoch {result.best_epoch} of "
+            f"{result.epochs} by validation accuracy {result.val_acc:.4f}; last epoch "
+            f"{result.test_acc_last:.4f})")
+    ctx.out(f"params {result.params:,}  MACs {result.macs:,}  time {result.seconds:.1f}s")
+    if weights:
+        ctx.out(f"started from {weights['source']} weights {weights['weights']} "
+                f"({weights['copied']} tensors inherited, {weights['fresh']} fresh)")
+    ctx.note(f"wrote {out}/ (best.pt, last.pt, metrics.jsonl, summary.json)")
+    return 0

@@ -218,3 +218,46 @@ def test_random_architectures_of_shipped_spaces_export_with_parity(space, seeds,
                 assert any(n.startswith(f"/{node_id}/") for n in names), node_id
         assert json.loads({p.key: p.value for p in model.metadata_props}["arch"])["choices"] == \
             dict(arch.choices)
+
+
+def test_export_command_with_trained_weights(tmp_path, capsys):
+    import random
+
+    from conftest import SPACES
+    from dasc.cli.main import main
+    from dasc.compiler.arch import random_arch, write_arch
+    from dasc.compiler.pipeline import compile_space
+    space = str(SPACES / "digits.das")
+    ir = compile_space(space)
+    arch = tmp_path / "arch.json"
+    write_arch(str(arch), random_arch(ir, random.Random(4)), ir.name)
+    assert main(["train", space, "--arch", str(arch), "--data", "digits", "--epochs", "1",
+                 "--quiet", "-o", str(tmp_path / "tr")]) == 0
+    capsys.readouterr()
+    model = tmp_path / "m.onnx"
+    assert main(["export", space, "--arch", str(arch), "--weights", str(tmp_path / "tr"),
+                 "--json", "-o", str(model)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["max_abs_diff"] <= 1e-4 and report["weights"]["source"] == "train"
+    props = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    assert props["weights"] == "train" and json.loads(props["arch"])["space"] == "digits"
+    # the exported logits are the trained network's
+    from dasc.compiler.arch import read_arch
+    from dasc.compiler.prune import prune
+    from dasc.runtime.checkpoint import load_checkpoint
+    derived = prune(ir, read_arch(str(arch), ir))
+    gm = lower(derived)
+    gm.load_state_dict(load_checkpoint(tmp_path / "tr" / "best.pt")["model"])
+    x = torch.randn(4, 1, 8, 8)
+    (got,) = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(
+        None, {"image": x.numpy()})
+    with torch.no_grad():
+        assert np.abs(got - gm.eval()(x).numpy()).max() <= 1e-4
+
+
+def test_export_command_fails_fast_on_a_bad_output_path(tmp_path, capsys):
+    from conftest import SPACES
+    from dasc.cli.main import main
+    code = main(["export", str(SPACES / "digits.das"), "--arch", "{}", "-o",
+                 str(tmp_path / "missing" / "m.onnx")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err

@@ -256,7 +256,7 @@ def _random_stats(gm) -> None:
 def test_inherit_key_map_follows_prune_and_lower_naming():
     from dasc.compiler.arch import Arch
     from dasc.compiler.prune import prune
-    from dasc.runtime.train import inherit_key_map
+    from dasc.runtime.inherit import inherit_key_map
     ir = _space("digits")
     arch = Arch((("digit[stride=1].n2.e0", "sep_conv_3x3"), ("digit[stride=1].n2.e1", "skip_connect"),
                  ("digit[stride=1].n3.e0", "dil_conv_3x3"), ("digit[stride=1].n3.e2", "max_pool_3x3"),
@@ -280,7 +280,7 @@ def test_inherited_network_computes_the_pinned_supernet(space, seeds):
     from dasc.compiler.arch import random_arch
     from dasc.compiler.prune import prune
     from dasc.runtime.finish import pinned, pinned_weights
-    from dasc.runtime.train import inherit_weights
+    from dasc.runtime.inherit import inherit_weights
     ir = _space(space)
     torch.manual_seed(0)
     supernet = lower(ir)
@@ -303,7 +303,7 @@ def test_inherited_network_computes_the_pinned_supernet(space, seeds):
 
 
 def test_weights_without_a_counterpart_stay_fresh():
-    from dasc.runtime.train import inherit_weights
+    from dasc.runtime.inherit import inherit_weights
     import random
 
     from dasc.compiler.arch import random_arch
@@ -317,3 +317,78 @@ def test_weights_without_a_counterpart_stay_fresh():
     got = inherit_weights(ir, super_state, derived_ir, arch, derived)
     assert set(got.fresh) == {"out.weight", "out.bias", "stem_conv.weight"}
     torch.testing.assert_close(got.state["out.weight"], derived["out.weight"])
+
+
+def test_load_weights_tells_search_and_train_checkpoints_apart(tmp_path):
+    import random
+
+    from dasc.compiler.arch import random_arch
+    from dasc.compiler.prune import prune
+    from dasc.runtime.checkpoint import save_checkpoint
+    from dasc.runtime.inherit import load_weights
+    ir = _space("digits")
+    arch = random_arch(ir, random.Random(1))
+    derived_ir = prune(ir, arch)
+    fresh = lower(derived_ir).state_dict()
+    supernet = lower(ir).state_dict()
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt",
+                    {"fingerprint": fingerprint(ir), "model": supernet})
+    state, info = load_weights(tmp_path / "run", ir, derived_ir, arch, fresh)
+    assert info["source"] == "search" and info["fresh"] == 0
+    assert info["copied"] == len(fresh)
+    torch.testing.assert_close(state["stem_conv.weight"], supernet["stem_conv.weight"])
+    save_checkpoint(tmp_path / "best.pt", {"fingerprint": fingerprint(derived_ir), "model": state})
+    again, info = load_weights(tmp_path / "best.pt", ir, derived_ir, arch, fresh)
+    assert info["source"] == "train"
+    torch.testing.assert_close(again["out.weight"], state["out.weight"])
+    save_checkpoint(tmp_path / "other.pt", {"fingerprint": "0" * 16, "model": state})
+    with pytest.raises(UsageError, match="another space"):
+        load_weights(tmp_path / "other.pt", ir, derived_ir, arch, fresh)
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+@pytest.fixture
+def digits_arch(tmp_path):
+    import random
+
+    from dasc.compiler.arch import random_arch, write_arch
+    ir = _space("digits")
+    path = tmp_path / "arch.json"
+    write_arch(str(path), random_arch(ir, random.Random(2)), ir.name)
+    return path
+
+
+def test_train_command_json_and_run_directory_guard(tmp_path, digits_arch, capsys):
+    from conftest import SPACES
+    from dasc.cli.main import main
+    out = tmp_path / "train"
+    argv = ["train", str(SPACES / "digits.das"), "--arch", str(digits_arch), "--data", "digits",
+            "--epochs", "1", "--lr", "0.05", "--json", "-o", str(out)]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["space"] == "digits" and report["epochs"] == 1
+    assert 0.0 <= report["test_acc"] <= 1.0 and report["params"] > 0 and report["macs"] > 0
+    assert report["config"]["lr"] == 0.05
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["arch"]["format"] == "dasc-arch" and summary["data"] == "digits"
+    assert main(argv) == 2  # never overwrite without --force
+    assert "already exists" in capsys.readouterr().err
+    assert main(argv + ["--force"]) == 0
+    capsys.readouterr()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(argv[:-1] + [str(tmp_path / "mine"), "--force"]) == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_train_command_rejects_bad_settings_before_work(tmp_path, digits_arch, capsys):
+    from conftest import SPACES
+    from dasc.cli.main import main
+    out = tmp_path / "t"
+    code = main(["train", str(SPACES / "digits.das"), "--arch", str(digits_arch), "--data",
+                 "digits", "--epochs", "0", "-o", str(out)])
+    assert code == 2 and "--epochs must be at least 1" in capsys.readouterr().err
+    assert not out.exists()
