@@ -71,6 +71,8 @@ def fmt_command(cfg: FmtConfig, ctx: Context) -> int:
                 ctx.stdout.write(diffs[r["file"]])
             for r in unformatted:
                 ctx.note(f"{r['file']}: not formatted (run: dasc fmt {r['file']})")
+            if not unformatted:
+                ctx.note(f"{len(results)} file{'s' * (len(results) != 1)} already formatted")
         return 1 if unformatted else 0
 
     for r in unformatted:
