@@ -112,8 +112,9 @@ class Searcher:
         self.meta = meta or {}
         self.device = torch.device(config.device)
         torch.manual_seed(config.seed)
-        self.model = lower(ir, LoweringOptions(gate=config.gate, tau=config.tau,
-                                               partial_channels=config.partial_channels))
+        self.model = lower(ir, LoweringOptions(
+            gate=config.gate, tau=config.tau, partial_channels=config.partial_channels,
+            channels_last=bool(config.channels_last), checkpoint=bool(config.checkpoint)))
         self.model.to(self.device)
         self.alphas = arch_parameters(self.model)
         self.weights = weight_parameters(self.model)
