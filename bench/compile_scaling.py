@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--print-space", type=int, metavar="SCALE",
                     help="print the generated .das text for SCALE and exit")
     args = ap.parse_args(argv)
+    sys.set_int_max_str_digits(0)  # the 100x count has ~7,000 digits
     if args.print_space is not None:
         sys.stdout.write(darts_text(BASE_LAYERS * args.print_space))
         return 0

@@ -90,6 +90,11 @@ def _subparser(parser: ArgParser, command: str | None) -> ArgParser | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one dasc command; returns the exit status instead of exiting (tests call this)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Architecture counts are exact ints of any size ("however large", DESIGN.md); Python 3.11
+    # refuses to print ints over 4,300 digits unless told otherwise, which made large spaces
+    # crash `compile` in text and JSON output alike.
+    if hasattr(sys, "set_int_max_str_digits"):
+        sys.set_int_max_str_digits(0)
     ctx = Context(json="--json" in argv)
     try:
         parser = build_parser()

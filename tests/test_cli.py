@@ -289,3 +289,34 @@ def test_front_end_does_not_import_torch(seed_space, tmp_path, argv):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode in ((0, 1) if argv[0] == "fmt" else (0,)), proc.stderr
     assert "TORCH-MODULES 0" in proc.stderr
+
+
+@pytest.mark.slow
+def test_compile_prints_counts_of_any_size(tmp_path, dasc):
+    """A count over 4,300 digits (Python's default int->str limit) prints in text and JSON."""
+    pytest.importorskip("dasc.compiler.summary")
+    members = ", ".join(f"conv(k={k}, dilation={d})" for k in (1, 3, 5, 7) for d in range(1, 9))
+    space = tmp_path / "huge.das"
+    space.write_text(f"""space huge
+param n = 3000
+input image [4, 8, 8]
+ops big = {{ {members} }}
+network {{
+  x = image
+  for i in 0 .. n {{
+    x = choice(big, x)
+  }}
+  return linear(gap(x), 10)
+}}
+""", encoding="utf-8")
+    res = dasc("compile", str(space), "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)  # reading it back is subject to the same limit
+    try:
+        assert json.loads(res.stdout)["architectures"] == 32 ** 3000
+    finally:
+        sys.set_int_max_str_digits(limit)
+    res = dasc("compile", str(space), "--set", "n=2990")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "architectures" in res.stdout
