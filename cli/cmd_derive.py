@@ -1,18 +1,21 @@
 """`dasc derive SPACE --arch ARCH|--run RUN_DIR [--set K=V]... [--format ...] [--latency T]`.
 
-Discretize (respecting constraints) and report the derived network: choices, parameters, MACs,
-and predicted/measured latency with a table. `run` is a stub until `compiler/discretize.py`,
-`compiler/arch.py` and `compiler/cost.py` land; `--json` must include "params" and "macs".
+Discretize (respecting constraints) and report the derived network: choices, parameters, MACs.
+With `--run`, the run's final gate weights are discretized by the compiler's exact pass (the
+same one `dasc search` used for its arch.json). Torch is not imported unless `--latency` asks
+for the derived network to be timed.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from dasc.cli.common import (
-    Context, add_set_option, add_space_argument, new_command, not_implemented,
+    Context, add_set_option, add_space_argument, check_space_file, new_command,
 )
+from dasc.errors import Span, UsageError
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +32,83 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=["json", "darts", "nb201"], default="json",
                    help="how to print the architecture")
     p.add_argument("--latency", metavar="TABLE", help="a latency table from dasc profile")
+    p.add_argument("-o", "--output", metavar="ARCH.json", help="also write the arch.json")
+
+
+def load_arch(ir, source: str):
+    """ARCH as DESIGN.md allows: arch.json (path or text), DARTS genotype, NB201 string."""
+    from dasc.compiler import archstrings
+    from dasc.compiler.arch import read_arch
+
+    return archstrings.read_any(source, ir) if archstrings.is_arch_string(source) else read_arch(source, ir)
+
+
+def arch_from_run(ir, run_dir: str):
+    """The run's last gate weights, discretized exactly as `dasc search` did."""
+    from dasc.compiler.discretize import discretize
+    from dasc.runtime.rundir import read_json
+
+    run = Path(run_dir)
+    if not (run / "config.json").is_file():
+        raise UsageError(f"{run_dir} is not a dasc run directory (no config.json)",
+                         Span.of_file(run_dir), "pass the RUN_DIR that `dasc search -o` created")
+    history = read_json(run / "alpha_history.json")
+    config = read_json(run / "config.json")
+    if not isinstance(history, list) or not history or "weights" not in history[-1]:
+        raise UsageError(f"{run_dir} has no finished epoch yet", Span.of_file(run_dir),
+                         f"let the search run an epoch (dasc search --resume {run_dir})")
+    cfg = config.get("config", {}) if isinstance(config, dict) else {}
+    mode = "sigmoid" if cfg.get("gate") == "sigmoid" else "darts"
+    return discretize(ir, history[-1]["weights"], mode=mode,
+                      threshold=float(cfg.get("threshold", 0.5)))
+
+
+def report(ir, arch) -> dict[str, Any]:
+    """What `derive --json` prints: the choices, the derived network's params and MACs."""
+    from dasc.compiler.constraints import violations
+    from dasc.compiler.cost import arch_cost
+
+    cost = arch_cost(ir, arch)
+    return {"space": ir.name, "params": cost.params, "macs": cost.macs,
+            "arch": arch.to_json(ir.name), "violations": list(violations(ir, arch))}
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    raise not_implemented("derive")
+    from dasc.compiler.pipeline import compile_space
+    from dasc.fsutil import atomic_write_json, check_output_path
+
+    if args.output:
+        check_output_path(args.output)
+    check_space_file(args.space, ctx.sources)
+    ir = compile_space(args.space, dict(args.overrides), ctx.sources)
+    arch = arch_from_run(ir, args.run) if args.run else load_arch(ir, args.arch)
+    data = report(ir, arch)
+    if args.format != "json":
+        from dasc.compiler import archstrings
+
+        data["string"] = archstrings.format_arch(ir, arch, args.format)
+    if args.latency:
+        from dasc.runtime.latency import latency_report
+
+        data["latency"] = latency_report(ir, arch, args.latency)
+    if args.output:
+        atomic_write_json(args.output, arch.to_json(ir.name))
+    if ctx.json:
+        ctx.emit_json(data)
+        return 0
+    if args.format != "json":
+        ctx.out(data["string"])
+        return 0
+    ctx.out(f"derived network of {ir.name}: {data['params']:,} parameters, "
+            f"{data['macs']:,} MACs")
+    for key, op in data["arch"]["choices"].items():
+        ctx.out(f"  {key:<40} {op}")
+    for key, kept in data["arch"]["keeps"].items():
+        ctx.out(f"  {key:<40} keeps inputs {', '.join(str(k) for k in kept)}")
+    for v in data["violations"]:
+        ctx.out(f"  violates: {v}")
+    if "latency" in data:
+        lat = data["latency"]
+        ctx.out(f"  latency: predicted {lat['predicted_ms']:.3f} ms, measured "
+                f"{lat['measured_ms']:.3f} ms ({lat['device']})")
+    return 0
