@@ -45,8 +45,21 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write `data` to `path` atomically; an existing file keeps its permission bits."""
-    target = check_output_path(path)
+    """Write `data` to `path` atomically; an existing file keeps its permission bits.
+
+    A symlink is followed (the link stays, its target is replaced). A path that exists but is
+    not a regular file (`-o /dev/stdout`, a named pipe) is written in place, since a device
+    cannot be renamed over, and renaming over /dev/stdout as root would replace the device.
+    """
+    named = check_output_path(path)
+    if named.exists() and not named.is_file():
+        try:
+            with open(named, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise _os_error(named, exc) from None
+        return named
+    target = Path(os.path.realpath(named)) if named.is_symlink() else named
     parent = target.parent if str(target.parent) else Path(".")
     mode = _target_mode(target)
     try:
@@ -70,7 +83,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             raise _os_error(target, exc) from None
         raise
     _fsync_dir(parent)
-    return target
+    return named
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

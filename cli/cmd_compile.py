@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from dasc.cli.common import (
-    Context, add_set_option, add_space_argument, check_space_file, new_command, require,
+    Context, add_set_option, add_space_argument, check_not_input, check_space_file, new_command,
+    require,
 )
 from dasc.fsutil import atomic_write_json, check_output_path
 
@@ -54,6 +55,7 @@ def summary_dict(summary: Any) -> dict[str, Any]:
 def compile_command(cfg: CompileConfig, ctx: Context) -> int:
     if cfg.output is not None:
         check_output_path(cfg.output)  # fail before the work, not after
+        check_not_input(cfg.output, cfg.space)
     check_space_file(cfg.space, ctx.sources)
     compile_space = require("dasc.compiler.pipeline", "compile_space", "dasc compile")
     ir = compile_space(cfg.space, cfg.overrides, ctx.sources)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dasc.cli.common import (
-    Context, add_set_option, add_space_argument, check_space_file, new_command, require,
+    Context, add_set_option, add_space_argument, check_not_input, check_space_file, new_command,
+    require,
 )
 from dasc.errors import DascError, UsageError
 from dasc.fsutil import atomic_write_bytes, atomic_write_text, check_output_path
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 def render_command(cfg: RenderConfig, ctx: Context) -> int:
     check_output_path(cfg.output)
+    check_not_input(cfg.output, cfg.space, *([cfg.arch] if cfg.arch else []))
     dot_binary = find_dot() if cfg.fmt != "gv" else None  # before the compile, to fail fast
     check_space_file(cfg.space, ctx.sources)
     compile_space = require("dasc.compiler.pipeline", "compile_space", "dasc render")

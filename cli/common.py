@@ -171,3 +171,17 @@ def new_command(subparsers: Any, name: str, *, help: str,
 
 def add_space_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("space", metavar="SPACE", help="a .das file")
+
+
+def check_not_input(output: str, *inputs: str) -> None:
+    """Refuse `-o` naming one of the command's inputs (`dasc compile x.das -o x.das` would
+    replace the user's space with IR JSON)."""
+    out = Path(output)
+    for given in inputs:
+        try:
+            same = out.exists() and Path(given).exists() and out.samefile(given)
+        except OSError:
+            same = False
+        if same:
+            raise UsageError(f"refusing to overwrite the input '{given}' with -o '{output}'",
+                             hint="choose another output file")

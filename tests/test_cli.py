@@ -73,6 +73,7 @@ MISUSE = [
     ("render_missing_directory", ["render", "seed.das", "-o", "nodir/seed.svg"], 2),
     ("compile_output_missing_directory", ["compile", "seed.das", "-o", "nodir/ir.json"], 2),
     ("render_output_is_directory", ["render", "seed.das", "-o", "folder.svg"], 2),
+    ("compile_output_is_input", ["compile", "seed.das", "-o", "./seed.das"], 2),
 ]
 
 
@@ -190,6 +191,24 @@ def test_atomic_write_replaces_and_keeps_mode(tmp_path):
     assert target.read_bytes() == b"two"
     assert target.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_write_follows_symlinks_and_writes_devices_in_place(tmp_path):
+    real = tmp_path / "real.txt"
+    real.write_text("old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(real)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        atomic_write_text(fifo, "through")
+        assert os.read(reader, 100) == b"through"
+    finally:
+        os.close(reader)
+    assert fifo.exists() and not fifo.is_file()
 
 
 def test_atomic_write_refuses_missing_directory(tmp_path):
