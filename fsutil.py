@@ -56,6 +56,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         try:
             with open(named, "wb") as fh:
                 fh.write(data)
+        except BrokenPipeError:
+            raise  # the reader went away (`-o /dev/stdout | head`): the CLI exits quietly
         except OSError as exc:
             raise _os_error(named, exc) from None
         return named
