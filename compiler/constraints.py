@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from dasc.compiler.arch import NETWORK, Structure, from_decisions, structure
+from dasc.compiler.budget import BudgetRule, violation
 from dasc.compiler.count import (
     BIG, count_satisfying, make_plan, reps, solve,
 )
@@ -29,6 +30,8 @@ from dasc.errors import ConstraintError
 
 def describe(rule: Rule) -> str:
     """The rule as written in the language."""
+    if isinstance(rule, BudgetRule):
+        return rule.describe()
     where = f" in {rule.cell}" if rule.cell else ""
     if isinstance(rule, PathRule):
         return f"constraint paths{where} >= {rule.min_nonskip}"
@@ -186,6 +189,9 @@ def violations(ir: IR, arch: Any, rules: Sequence[Rule] | None = None, *,
     chosen, kept = st.view(ir, arch)
     out: list[str] = []
     for rule in ir.rules if rules is None else rules:
+        if isinstance(rule, BudgetRule):  # a cost budget (compiler/budget.py)
+            out += [v for v in (violation(ir, arch, rule, st),) if v]
+            continue
         if rule.cell is None:
             regions = [(st.region(NETWORK), None)]
         else:

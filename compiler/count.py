@@ -10,6 +10,8 @@ is one linear sweep. A rule becomes trackers (dp.py) in the sweeps it concerns:
 * no `in`: the whole network, cells included, each cell instance counted separately (a cap of
   4 skip-connects over 6 instances of a shared cell allows none in that cell). Exact: a shared
   cell kind enters the network sweep through its profiles (dp.py).
+* a cost budget (budget.py) is a network-level count whose increments are costs; its weights
+  already sum over the instances sharing an α, so a shared cell's cost enters once.
 
 The total number of architectures is the network sweep's count, in which each unit's count
 appears once (the product over sharing keys).
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from dasc.compiler.arch import NETWORK, Structure, structure
+from dasc.compiler.budget import BudgetRule
 from dasc.compiler.dp import (
     Counting, CountTracker, Decision, MaxScore, PathTracker, Step, Sweep, build_dag, flatten,
 )
@@ -86,7 +89,7 @@ def make_plan(ir: IR, rules: Sequence[Rule], st: Structure | None = None,
     st = st or structure(ir)
     net_paths = [r for r in rules if isinstance(r, PathRule) and r.cell is None
                  and r.min_nonskip > 0]
-    net_counts = [r for r in rules if isinstance(r, CountRule) and r.cell is None]
+    net_counts = [r for r in rules if isinstance(r, (CountRule, BudgetRule)) and r.cell is None]
     groups = reps(st)
     units, opaque, inlined = [], {}, []
     for key, rs in groups.items():
@@ -101,15 +104,17 @@ def make_plan(ir: IR, rules: Sequence[Rule], st: Structure | None = None,
             paths += [PathTracker(frozenset([x]), r.min_nonskip, rep.output, report=True, net=j)
                       for x in rep.inputs]
         for j, r in enumerate(net_counts):
-            limit = BIG if report else r.max_count // m
-            counts.append(CountTracker(r.op, limit, report=True, net=j))
+            weights = r.weights if isinstance(r, BudgetRule) else None
+            limit = BIG if report else r.max_count // (1 if weights is not None else m)
+            counts.append(CountTracker(r.op, limit, report=True, net=j, weights=weights))
         steps = build_dag(ir, st, st.members(rep.id), rep.inputs)
         units.append(Unit(key, rep, m, steps, tuple(paths), tuple(counts), len(net_paths)))
         opaque.update({r.id: key for r in rs})
     members = {n for n, o in st.owner.items() if o == NETWORK or o in {r.id for r in inlined}}
     paths = [PathTracker(frozenset([ir.input]), r.min_nonskip, ir.output, report=report, net=j)
              for j, r in enumerate(net_paths)]
-    counts = [CountTracker(r.op, BIG if report else r.max_count, report=report, net=j)
+    counts = [CountTracker(r.op, BIG if report else r.max_count, report=report, net=j,
+                           weights=r.weights if isinstance(r, BudgetRule) else None)
               for j, r in enumerate(net_counts)]
     for reg in inlined:
         scope = frozenset(st.members(reg.id))

@@ -30,6 +30,7 @@ import math
 from typing import Mapping, Sequence
 
 from dasc.compiler.arch import Arch, Structure, from_decisions, structure
+from dasc.compiler.budget import BudgetRule, unmet
 from dasc.compiler.constraints import violations
 from dasc.compiler.count import best_decisions
 from dasc.compiler.ir import IR, CombineNode, Rule
@@ -113,15 +114,20 @@ def arch_score(ir: IR, weights: Mapping[str, Sequence[float]], arch: Arch) -> fl
 
 def discretize(ir: IR, scores: Mapping[str, Sequence[float]], *, mode: str = "darts",
                threshold: float = 0.5, rules: Sequence[Rule] | None = None,
-               exact: bool = False) -> Arch:
+               exact: bool = False, budget: BudgetRule | None = None) -> Arch:
     """The highest-scoring architecture satisfying `rules` (default: the space's).
 
     `exact=True` always runs the DP (tests use it to check that the DP alone agrees with
     DARTS's rule); the default returns DARTS's architecture when it satisfies the rules.
+
+    `budget` (compiler/budget.py) is one more rule: the derived network's cost may not exceed
+    it, and the answer is the highest-scoring architecture within it (the same DP, which
+    carries the accumulated cost in its state).
     """
     st = structure(ir)
     weights = gate_weights(ir, scores, mode, threshold)
-    rules = tuple(ir.rules if rules is None else rules)
+    space_rules = tuple(ir.rules if rules is None else rules)
+    rules = space_rules + ((budget,) if budget is not None else ())
     if not exact:
         arch = darts_rule(ir, weights, st)
         if arch is not None and (not rules or not violations(ir, arch, rules, st=st)):
@@ -129,6 +135,8 @@ def discretize(ir: IR, scores: Mapping[str, Sequence[float]], *, mode: str = "da
     logs = {k: [_log(v) for v in w] for k, w in weights.items()}
     alpha = {n: p.alpha for n, p in ir.choices()}
     decisions = best_decisions(ir, lambda c, i: logs[alpha[c]][i], rules, st)
+    if decisions is None and budget is not None:
+        raise unmet(ir, budget, space_rules)
     if decisions is None:
         raise ConstraintError(f"no architecture of space '{ir.name}' satisfies its "
                               f"constraints", span=rules[0].span if rules else ir.span,

@@ -103,13 +103,28 @@ class PathTracker:
 @dataclass(frozen=True)
 class CountTracker:
     """Number of decided choices (in `scope`, None: all) picking op `op`; states above `limit`
-    are pruned. `report`: the final count is part of the profile. `net` as for paths."""
+    are pruned. `report`: the final count is part of the profile. `net` as for paths.
+
+    `weights` (α key -> integer per candidate) turns the count into a weighted sum, which is
+    how a cost budget (compiler/budget.py) rides on the same sweep: picking candidate i adds
+    weights[α][i] instead of 1. The weights of a shared α already sum over its instances, so
+    an opaque unit's total enters the network once, not times the instance count.
+    """
 
     op: str
     limit: int
     report: bool = False
     scope: frozenset[str] | None = None
     net: int = -1
+    weights: Mapping[str, Sequence[int]] | None = field(default=None, compare=False)
+
+    def amount(self, node: ChoiceNode, choice_id: str, i: int) -> int:
+        """What picking candidate i of this choice adds to the count (0: untouched)."""
+        if self.scope is not None and choice_id not in self.scope:
+            return 0
+        if self.weights is not None:
+            return int(self.weights[node.alpha][i]) if node.alpha in self.weights else 0
+        return int(node.candidates[i].op == self.op)
 
 
 @dataclass(frozen=True)
@@ -254,8 +269,8 @@ class Sweep:
         groups: dict[tuple, list[int]] = {}
         for i in self.st.allowed(self.ir, choice_id):
             c = node.candidates[i]
-            incs = tuple(j for j, t in enumerate(self.counts)
-                         if c.op == t.op and (t.scope is None or choice_id in t.scope))
+            incs = tuple((j, a) for j, t in enumerate(self.counts)
+                         if (a := t.amount(node, choice_id, i)))
             add = (None if c.zero else (0 if c.skip else 1)) if self.paths else 0
             groups.setdefault((add, incs), []).append(i)
         return [(sig, tuple(idx)) for sig, idx in groups.items()]
@@ -290,8 +305,8 @@ class Sweep:
         vals, cnts, reps, pend = state
         if s.kind in (CHOICE, KEEP) and eff[-1 if s.kind == KEEP else 1]:
             c = list(cnts)
-            for j in eff[-1 if s.kind == KEEP else 1]:
-                c[j] += 1
+            for j, a in eff[-1 if s.kind == KEEP else 1]:
+                c[j] += a
             cnts = tuple(c)
         dpart = None
         if s.kind == OPAQUE:
@@ -299,8 +314,8 @@ class Sweep:
             if s.first:
                 dpart, cpart = eff
                 m = self.mult.get(s.unit, 1)
-                cnts = tuple(v + (m * cpart[t.net] if t.net >= 0 else 0)
-                             for v, t in zip(cnts, self.counts))
+                cnts = tuple(v + ((1 if t.weights is not None else m) * cpart[t.net]
+                                  if t.net >= 0 else 0) for v, t in zip(cnts, self.counts))
             else:
                 dpart = pend[u]
             if s.first != s.last:
