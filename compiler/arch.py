@@ -51,10 +51,18 @@ class Structure:
         return [(n, p) for n, p in self.order if isinstance(p, ChoiceNode)]
 
     def region(self, region_id: str) -> Region:
-        return next(r for r in self.regions if r.id == region_id)
+        if not hasattr(self, "_regions"):
+            object.__setattr__(self, "_regions", {r.id: r for r in self.regions})
+        return self._regions[region_id]  # type: ignore[attr-defined]
 
     def members(self, region_id: str) -> set[str]:
-        return {n for n, o in self.owner.items() if o == region_id}
+        """The nodes a region owns (computed once for all regions: there may be thousands)."""
+        if not hasattr(self, "_members"):
+            table: dict[str, set[str]] = {}
+            for n, o in self.owner.items():
+                table.setdefault(o, set()).add(n)
+            object.__setattr__(self, "_members", table)
+        return set(self._members.get(region_id, ()))  # type: ignore[attr-defined]
 
     def allowed(self, ir: IR, choice_id: str) -> tuple[int, ...]:
         """Indices of the candidates this choice may pick."""
@@ -213,7 +221,12 @@ def from_decisions(decisions: Sequence[Any]) -> Arch:
 def read_arch(source: str, ir: IR | None = None) -> Arch:
     """An Arch from an arch.json path or literal JSON text; checked against `ir` if given."""
     text = source
-    if not source.lstrip().startswith("{"):
+    head = source.lstrip()
+    if head.startswith(("Genotype", "|")):
+        raise UsageError("DARTS genotype and NAS-Bench-201 strings are not read here; give an "
+                         "arch.json", hint="docs/arch-json.md shows how a genotype's entries "
+                         "map to its choice and keep keys")
+    if not head.startswith("{"):
         path = Path(source)
         try:
             text = path.read_text(encoding="utf-8")

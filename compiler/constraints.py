@@ -24,7 +24,7 @@ from dasc.compiler.count import (
     BIG, count_satisfying, make_plan, reps, solve,
 )
 from dasc.compiler.dp import INF, CountTracker, MaxScore, PathTracker, Sweep, build_dag, flatten
-from dasc.compiler.ir import IR, ChoiceNode, CombineNode, CountRule, PathRule, Region, Rule
+from dasc.compiler.ir import IR, ChoiceNode, CombineNode, PathRule, Region, Rule
 from dasc.errors import ConstraintError
 
 

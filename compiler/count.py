@@ -110,7 +110,8 @@ def make_plan(ir: IR, rules: Sequence[Rule], st: Structure | None = None,
         steps = build_dag(ir, st, st.members(rep.id), rep.inputs)
         units.append(Unit(key, rep, m, steps, tuple(paths), tuple(counts), len(net_paths)))
         opaque.update({r.id: key for r in rs})
-    members = {n for n, o in st.owner.items() if o == NETWORK or o in {r.id for r in inlined}}
+    here = {NETWORK} | {r.id for r in inlined}
+    members = {n for n, o in st.owner.items() if o in here}
     paths = [PathTracker(frozenset([ir.input]), r.min_nonskip, ir.output, report=report, net=j)
              for j, r in enumerate(net_paths)]
     counts = [CountTracker(r.op, BIG if report else r.max_count, report=report, net=j,

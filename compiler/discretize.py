@@ -113,17 +113,22 @@ def arch_score(ir: IR, weights: Mapping[str, Sequence[float]], arch: Arch) -> fl
 
 
 def discretize(ir: IR, scores: Mapping[str, Sequence[float]], *, mode: str = "darts",
-               threshold: float = 0.5, rules: Sequence[Rule] | None = None,
-               exact: bool = False, budget: BudgetRule | None = None) -> Arch:
+               gate: str | None = None, threshold: float = 0.5,
+               rules: Sequence[Rule] | None = None, exact: bool = False,
+               budget: BudgetRule | None = None) -> Arch:
     """The highest-scoring architecture satisfying `rules` (default: the space's).
 
-    `exact=True` always runs the DP (tests use it to check that the DP alone agrees with
-    DARTS's rule); the default returns DARTS's architecture when it satisfies the rules.
+    `gate`, the search's gate kind, sets the mode when given: `sigmoid` gates get threshold
+    semantics, `softmax` and `gumbel` DARTS's. `exact=True` always runs the DP (tests use it to
+    check that the DP alone agrees with DARTS's rule); the default returns DARTS's
+    architecture when it satisfies the rules.
 
     `budget` (compiler/budget.py) is one more rule: the derived network's cost may not exceed
     it, and the answer is the highest-scoring architecture within it (the same DP, which
     carries the accumulated cost in its state).
     """
+    if gate is not None:
+        mode = "sigmoid" if gate == "sigmoid" else "darts"
     st = structure(ir)
     weights = gate_weights(ir, scores, mode, threshold)
     space_rules = tuple(ir.rules if rules is None else rules)

@@ -31,7 +31,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
-from dasc.compiler.arch import NETWORK, Structure
+from dasc.compiler.arch import Structure
 from dasc.compiler.ir import IR, ChoiceNode, CombineNode
 
 INF = 1 << 30  # "no path": distinct from the cap, which means ">= k"
@@ -56,9 +56,10 @@ class Step:
 
 
 def build_dag(ir: IR, st: Structure, members: set[str], sources: Sequence[str] = (),
-              opaque: Mapping[str, str] = {}) -> tuple[Step, ...]:
+              opaque: Mapping[str, str] | None = None) -> tuple[Step, ...]:
     """The steps of one sweep: `sources` (outside nodes read as inputs) first, then `members`
     in topological order; each instance in `opaque` (region id -> unit key) is one step."""
+    opaque = opaque or {}
     steps = [Step(s, FIXED) for s in dict.fromkeys(sources)]
     outs = {st.region(rid).output: rid for rid in opaque}
     for n, p in st.order:

@@ -81,3 +81,29 @@ def test_shipped_spaces(space, total, satisfying):
     assert counts.total == total
     assert counts.satisfying == (total if satisfying is None else satisfying)
     assert counts.total == 1_076_746_950_455_072_400 or space != "darts.das"
+
+
+def test_summary_of_the_digits_space():
+    """What `dasc compile` prints comes from the same counts (and rules and costs)."""
+    from dasc.compiler.pipeline import compile_space
+    from dasc.compiler.summary import summarize
+
+    s = summarize(compile_space(str(ROOT / "spaces" / "digits.das")))
+    data = s.to_json()
+    assert data["architectures"] == 1875 ** 2 and data["satisfying_architectures"] == 896 ** 2
+    assert data["adapters"] == [] and data["choice_points"] == 15 and data["alpha_keys"] == 10
+    assert data["sharing_keys"] == [{"key": "digit[stride=1]", "instances": 2},
+                                    {"key": "digit[stride=2]", "instances": 1}]
+    assert data["constraints"][0]["rule"] == "constraint paths in digit >= 1"
+    assert data["constraints"][0]["status"] == "ok"
+    text = s.to_text()
+    assert "architectures  3,515,625" in text and "satisfying     802,816" in text
+
+
+def test_huge_counts_print_exactly():
+    """Counts beyond CPython's 4300-digit str() limit still print, digit for digit."""
+    from dasc.compiler.summary import _int
+
+    n = 7 ** 6000
+    assert _int(n).replace(",", "").split(" ")[0].endswith(f"{n % 10 ** 12:012d}")
+    assert _int(1_076_746_950_455_072_400) == "1,076,746,950,455,072,400 (~1.077e+18)"
