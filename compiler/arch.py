@@ -219,20 +219,25 @@ def from_decisions(decisions: Sequence[Any]) -> Arch:
 
 
 def read_arch(source: str, ir: IR | None = None) -> Arch:
-    """An Arch from an arch.json path or literal JSON text; checked against `ir` if given."""
+    """An Arch from what a user gives `--arch`: an arch.json path or its JSON text, or (with
+    `ir`, whose keys they are mapped onto) a DARTS genotype or NAS-Bench-201 string, literal or
+    in a file. Checked against `ir` if given."""
+    from dasc.compiler import archstrings  # it builds on this module
+
+    if archstrings.is_arch_string(source):
+        if ir is None:
+            raise UsageError("a DARTS genotype or NAS-Bench-201 string needs its space",
+                             hint="read it together with the compiled space")
+        return archstrings.read_any(source, ir)
     text = source
-    head = source.lstrip()
-    if head.startswith(("Genotype", "|")):
-        raise UsageError("DARTS genotype and NAS-Bench-201 strings are not read here; give an "
-                         "arch.json", hint="docs/arch-json.md shows how a genotype's entries "
-                         "map to its choice and keep keys")
-    if not head.startswith("{"):
+    if not source.lstrip().startswith("{"):
         path = Path(source)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UsageError(f"architecture file '{source}' does not exist",
-                             hint="give an arch.json path or the JSON text itself") from None
+                             hint="give an arch.json path, its JSON text, a DARTS genotype "
+                                  "or a NAS-Bench-201 string") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read architecture '{source}': {exc}",
                              hint="give a readable UTF-8 arch.json file") from None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dasc.compiler.arch import Arch
+from dasc.compiler.arch import Arch, read_arch
 from dasc.compiler.cost import Cost, arch_cost, candidate_cost, node_cost, supernet_cost
 from dasc.compiler.ir import PathRule
 
@@ -50,8 +50,10 @@ def darts_eval_ir():
 
 @pytest.mark.parametrize("name", sorted(DARTS_FIGURES))
 def test_darts_genotypes_cost_what_the_reference_networks_do(darts_eval_ir, name):
-    arch = genotype_arch((GENOTYPE_DIR / f"{name}.txt").read_text())
+    path = GENOTYPE_DIR / f"{name}.txt"
+    arch = genotype_arch(path.read_text())
     assert arch_cost(darts_eval_ir, arch) == Cost(*DARTS_FIGURES[name])
+    assert read_arch(str(path), darts_eval_ir) == arch  # --arch takes genotype files too
 
 
 def test_supernet_is_every_candidate():
