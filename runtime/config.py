@@ -1,6 +1,9 @@
 """Search configuration: the space's `search { }` defaults, overridden by the command line.
 
 One frozen dataclass built once by the CLI layer and passed down; nothing reads a global.
+The hardware-aware settings (`cost*`, `budget`, `latency_table`) are described in
+docs/hardware-aware.md; costs, targets and budgets share one unit per `cost_kind`: millions of
+parameters or MACs, or milliseconds.
 Every setting is validated with the span of the line that set it, so a typo in a space file
 points at that line and a bad command-line value names the flag.
 """
@@ -38,6 +41,11 @@ class SearchConfig:
     entropy: float = 0.0
     cost: float = 0.0
     cost_kind: str = "macs"
+    cost_form: str = "additive"
+    cost_target: float = 0.0
+    cost_beta: float = 0.6
+    budget: float = 0.0
+    latency_table: str = ""
     partial_channels: int = 1
     channels_last: int = 1
     checkpoint: int = 0
@@ -53,12 +61,14 @@ class SearchConfig:
 _CHOICES = {
     "gate": GATE_KINDS,
     "schedule": SCHEDULES,
-    "cost_kind": ("params", "macs"),
+    "cost_kind": ("params", "macs", "latency"),
+    "cost_form": ("additive", "multiplicative"),
     "device": ("cpu", "cuda"),
 }
 _POSITIVE = {"epochs", "batch_size", "tau", "tau_end", "partial_channels"}
 _NONNEGATIVE = {"w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "arch_lr",
-                "arch_weight_decay", "grad_clip", "l1", "entropy", "cost", "seed"}
+                "arch_weight_decay", "grad_clip", "l1", "entropy", "cost", "seed",
+                "cost_target", "cost_beta", "budget"}
 
 
 def _convert(key: str, value: object, span: Span | None, origin: str) -> object:
@@ -106,11 +116,30 @@ def resolve_config(space_settings, overrides: Mapping[str, object],
                    origins: Mapping[str, str] | None = None) -> SearchConfig:
     """Space defaults (IR `SearchSetting`s with spans) then CLI overrides, each validated."""
     values: dict[str, object] = {}
+    spans: dict[str, Span | None] = {}
     for setting in space_settings:
         values[setting.key] = _convert(setting.key, setting.value, setting.span, "in the space file")
+        spans[setting.key] = setting.span
     for key, value in overrides.items():
         origin = (origins or {}).get(key, f"--{key.replace('_', '-')}")
         values[key] = _convert(key, value, None, f"from {origin}")
+        spans[key] = None
     if "tau" in values and "tau_end" not in values:
         values["tau_end"] = values["tau"]
-    return SearchConfig(**values)  # type: ignore[arg-type]
+    config = SearchConfig(**values)  # type: ignore[arg-type]
+    _check_cost(config, spans)
+    return config
+
+
+def _check_cost(c: SearchConfig, spans: Mapping[str, Span | None]) -> None:
+    """Settings of the hardware-aware objective that only make sense together."""
+    if c.cost_form == "multiplicative" and c.cost_target <= 0:
+        raise UsageError("the multiplicative cost form, loss * (E[cost] / cost_target)^cost_beta, "
+                         "needs a positive `cost_target`", spans.get("cost_form"),
+                         "state the target in the cost unit (millions of params or MACs, or "
+                         "ms), e.g. `cost_target = 0.5`")
+    uses = c.cost > 0 or c.cost_form == "multiplicative" or c.budget > 0
+    if c.cost_kind == "latency" and uses and not c.latency_table:
+        raise UsageError("`cost_kind = latency` needs a latency table", spans.get("cost_kind"),
+                         "measure one with `dasc profile SPACE -o latency.json` and set "
+                         "`latency_table = \"latency.json\"`")
