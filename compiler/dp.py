@@ -262,9 +262,10 @@ class Sweep:
         for tr in self.paths:
             if tr.target not in targets:
                 raise ValueError(f"dp: path target {tr.target} is not in the sweep")
-        self.options = [self._options(s) for s in self.steps]
+        self.infos = [self._branches(s) for s in self.steps]
+        self.options = [[(self.sr.one if info is None else self.sr.weight(self.ir, info), eff)
+                         for info, eff in branches] for branches in self.infos]
 
-    # --- options: (info, effect) per branch; the semiring turns info into a weight
     def _groups(self, choice_id: str) -> list[tuple[tuple, tuple[int, ...]]]:
         node = self.ir.node(choice_id)
         groups: dict[tuple, list[int]] = {}
@@ -276,10 +277,11 @@ class Sweep:
             groups.setdefault((add, incs), []).append(i)
         return [(sig, tuple(idx)) for sig, idx in groups.items()]
 
-    def _options(self, s: Step) -> list[tuple[Any, tuple | None]]:
+    def _branches(self, s: Step) -> list[tuple[tuple | None, tuple | None]]:
+        """(info, effect) per branch of step s; the semiring turns info into a weight, and
+        sampling turns it back into decisions."""
         if s.kind == CHOICE:
-            return [(self.sr.weight(self.ir, ("choice", s.node, idx)), sig)
-                    for sig, idx in self._groups(s.node)]
+            return [(("choice", s.node, idx), sig) for sig, idx in self._groups(s.node)]
         if s.kind == KEEP:
             per_edge = [self._groups(c) if c else [((0, ()), None)] for c in s.edges]
             out = []
@@ -289,12 +291,12 @@ class Sweep:
                             tuple((s.edges[p], idx) for p, (_, idx) in zip(subset, picks)))
                     adds = tuple(sig[0] for sig, _ in picks)
                     incs = tuple(j for sig, _ in picks for j in sig[1])
-                    out.append((self.sr.weight(self.ir, info), (subset, adds, incs)))
+                    out.append((info, (subset, adds, incs)))
             return out
         if s.kind == OPAQUE and s.first:
-            return [(self.sr.weight(self.ir, ("unit", s.unit, prof, val)), prof)
-                    for prof, val in self.tables[s.unit].items()]
-        return [(self.sr.one, None)]
+            table = self.tables[s.unit]
+            return [(("unit", s.unit, prof, val), prof) for prof, val in table.items()]
+        return [(None, None)]
 
     def initial(self) -> tuple:
         return ((), (0,) * len(self.counts), (None,) * len(self.report_slot),
@@ -398,35 +400,25 @@ class Sweep:
                 if r < weight:
                     break
                 r -= weight
-            out.extend(self._realize(self.steps[i], j, rng))
+            out.extend(self._realize(self.infos[i][j][0], rng))
             state = prev
         out.reverse()
         return out
 
-    def _realize(self, s: Step, j: int, rng: Any) -> list[Decision]:
-        """Concrete decisions of branch j of step s: a uniform candidate within each group."""
-        if s.kind == CHOICE:
-            idx = self._groups(s.node)[j][1]
-            node = self.ir.node(s.node)
-            return [Decision("choice", node.alpha, node.candidates[rng.choice(idx)].name)]
-        if s.kind == KEEP:
-            out = []
-            k = 0
-            per_edge = [self._groups(c) if c else [((0, ()), None)] for c in s.edges]
-            for subset in itertools.combinations(range(len(s.edges)), s.k):
-                for picks in itertools.product(*(per_edge[p] for p in subset)):
-                    if k == j:
-                        out.append(Decision("keep", self.ir.node(s.node).select, subset))
-                        for p, (_, idx) in zip(subset, picks):
-                            if idx is not None:
-                                node = self.ir.node(s.edges[p])
-                                name = node.candidates[rng.choice(idx)].name
-                                out.append(Decision("choice", node.alpha, name))
-                        return out
-                    k += 1
-        if s.kind == OPAQUE and s.first:
-            return [Decision("unit", s.unit, list(self.tables[s.unit])[j])]
-        return []
+    def _realize(self, info: tuple | None, rng: Any) -> list[Decision]:
+        """The decisions of one branch: a uniform candidate within each group."""
+        if info is None:
+            return []
+        if info[0] == "unit":
+            return [Decision("unit", info[1], info[2])]
+        picks = [(info[1], info[2])] if info[0] == "choice" else list(info[3])
+        out = [] if info[0] == "choice" else [
+            Decision("keep", self.ir.node(info[1]).select, info[2])]
+        for c, idx in picks:
+            if c is not None:
+                node = self.ir.node(c)
+                out.append(Decision("choice", node.alpha, node.candidates[rng.choice(idx)].name))
+        return out
 
 
 def _add(value: int, step: int | None, cap: int) -> int:
