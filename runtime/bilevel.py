@@ -78,10 +78,17 @@ class _Swap:
         self.load(self.saved)
 
 
+def objective(parts: StepParts, loss: torch.Tensor) -> torch.Tensor:
+    """L_val plus the architecture penalty. A penalty with an `objective` method combines the
+    two itself: the multiplicative cost form, L_val · (E[cost]/target)^β, is not a sum."""
+    combine = getattr(parts.penalty, "objective", None)
+    return combine(loss) if combine is not None else loss + parts.penalty()
+
+
 def first_order_alpha_grad(parts: StepParts, valid: Batch) -> torch.Tensor:
     """∇_α (L_val + penalty) at the current w; returns the validation loss."""
     loss, _ = loss_of(parts.model, valid)
-    total = loss + parts.penalty()
+    total = objective(parts, loss)
     grads = torch.autograd.grad(total, parts.alphas, allow_unused=True)
     _assign(parts.alphas, grads, parts.reduce)
     return loss.detach()
@@ -96,7 +103,7 @@ def second_order_alpha_grad(parts: StepParts, train: Batch, valid: Batch, xi: fl
         virtual = _virtual_weights(parts, train, xi, momentum, weight_decay, w_opt)
         swap.load(virtual)
         loss, _ = loss_of(parts.model, valid)
-        total = loss + parts.penalty()
+        total = objective(parts, loss)
         grads = torch.autograd.grad(total, parts.alphas + parts.weights, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g
                  for p, g in zip(parts.alphas + parts.weights, grads)]

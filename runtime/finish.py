@@ -18,6 +18,7 @@ from dasc.compiler.arch import Arch
 from dasc.compiler.discretize import discretize
 from dasc.compiler.ir import IR, ChoiceNode, CombineNode
 from dasc.runtime.gates import FixedGate
+from dasc.runtime.latency import budget_rule
 from dasc.runtime.lower import gate_weights
 from dasc.runtime.plots import plot_alpha_history, plot_curves
 from dasc.runtime.rundir import write_json
@@ -118,7 +119,9 @@ def finish(searcher: Searcher) -> SearchOutcome:
     ir, gm, data = searcher.ir, searcher.model, searcher.data
     scores = gate_weights(gm) if searcher.alphas else {}
     mode = "sigmoid" if searcher.config.gate == "sigmoid" else "darts"
-    arch = discretize(ir, scores, mode=mode, threshold=searcher.config.threshold)
+    budget = budget_rule(ir, searcher.config)  # `budget = N`: refuse archs above it (exact)
+    arch = discretize(ir, scores, mode=mode, threshold=searcher.config.threshold,
+                      budget=budget)
     _, supernet_acc = searcher.evaluate(data.x_test, data.y_test)
     with pinned(gm, pinned_weights(ir, gm, arch)), kept_buffers(gm):
         _, derived_raw = searcher.evaluate(data.x_test, data.y_test)

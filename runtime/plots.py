@@ -66,7 +66,8 @@ def plot_curves(metrics: list[dict], path: Path) -> None:
     axes[1].set_title("accuracy")
     if has_cost:
         axes[2].plot(epochs, [m.get("expected_cost") for m in metrics])
-        axes[2].set_title("expected cost (millions)")
+        unit = next((m["cost_unit"] for m in reversed(metrics) if m.get("cost_unit")), "millions")
+        axes[2].set_title(f"expected cost ({unit})")
     for ax in axes:
         ax.set_xlabel("epoch")
     axes[0].legend(fontsize=7)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dasc.compiler.budget import UNIT
 from dasc.compiler.ir import IR
 from dasc.errors import NumericalError, Span
 from dasc.runtime import bilevel
@@ -28,7 +29,7 @@ from dasc.runtime.data import Dataset
 from dasc.runtime.gates import Schedule
 from dasc.runtime.lower import (LoweringOptions, arch_parameters, gate_weights, lower,
                                 weight_parameters)
-from dasc.runtime.regularizers import ArchPenalty, Penalty
+from dasc.runtime.regularizers import make_penalty
 from dasc.runtime.rundir import append_jsonl, write_json
 
 
@@ -118,8 +119,7 @@ class Searcher:
         self.model.to(self.device)
         self.alphas = arch_parameters(self.model)
         self.weights = weight_parameters(self.model)
-        self.penalty = ArchPenalty(self.model, ir, Penalty(config.l1, config.entropy, config.cost),
-                                   config.cost_kind).to(self.device)
+        self.penalty = make_penalty(self.model, ir, config).to(self.device)
         self.w_opt = torch.optim.SGD(self.weights, config.w_lr, momentum=config.w_momentum,
                                      weight_decay=config.w_weight_decay)
         self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -284,7 +284,9 @@ class Searcher:
                   "train_acc": means["train_acc"], "arch_loss": means["val_loss"],
                   "val_loss": val_loss, "val_acc": val_acc, "tau": means["tau"],
                   "lr": self.w_sched.get_last_lr()[0],
-                  "expected_cost": float(self.penalty.expected_cost()) if cfg.cost else None,
+                  "expected_cost": (self.penalty.current_cost() if self.penalty.tracks_cost
+                                    else None),
+                  "cost_unit": UNIT[cfg.cost_kind] if self.penalty.tracks_cost else None,
                   "seconds": round(seconds, 3)}
         self.state.metrics.append(record)
         self.state.alpha_history.append({"epoch": self.state.epoch + 1, "weights": weights})
