@@ -45,24 +45,19 @@ class Structure:
     edge_choice: Mapping[tuple[str, int], str]
     deferred: Mapping[str, tuple[str, int]]
     no_none: frozenset[str]
+    by_id: Mapping[str, Region]
+    owned: Mapping[str, frozenset[str]]
 
     @property
     def choices(self) -> list[tuple[str, ChoiceNode]]:
         return [(n, p) for n, p in self.order if isinstance(p, ChoiceNode)]
 
     def region(self, region_id: str) -> Region:
-        if not hasattr(self, "_regions"):
-            object.__setattr__(self, "_regions", {r.id: r for r in self.regions})
-        return self._regions[region_id]  # type: ignore[attr-defined]
+        return self.by_id[region_id]
 
     def members(self, region_id: str) -> set[str]:
-        """The nodes a region owns (computed once for all regions: there may be thousands)."""
-        if not hasattr(self, "_members"):
-            table: dict[str, set[str]] = {}
-            for n, o in self.owner.items():
-                table.setdefault(o, set()).add(n)
-            object.__setattr__(self, "_members", table)
-        return set(self._members.get(region_id, ()))  # type: ignore[attr-defined]
+        """The nodes a region owns (tabulated once: a space may have thousands of regions)."""
+        return set(self.owned.get(region_id, ()))
 
     def allowed(self, ir: IR, choice_id: str) -> tuple[int, ...]:
         """Indices of the candidates this choice may pick."""
@@ -154,7 +149,11 @@ def structure(ir: IR) -> Structure:
                 edge_choice[(n, pos)] = cur
                 for c in chain + [cur]:
                     deferred[c] = (n, pos)
-    return Structure(order, owner, regions, edge_choice, deferred, frozenset(no_none))
+    owned: dict[str, set[str]] = {}
+    for n, o in owner.items():
+        owned.setdefault(o, set()).add(n)
+    return Structure(order, owner, regions, edge_choice, deferred, frozenset(no_none),
+                     {r.id: r for r in regions}, {k: frozenset(v) for k, v in owned.items()})
 
 
 # ----------------------------------------------------------------------------- Arch
