@@ -60,7 +60,18 @@ def arch_from_run(ir, run_dir: str):
     cfg = config.get("config", {}) if isinstance(config, dict) else {}
     mode = "sigmoid" if cfg.get("gate") == "sigmoid" else "darts"
     return discretize(ir, history[-1]["weights"], mode=mode,
-                      threshold=float(cfg.get("threshold", 0.5)))
+                      threshold=float(cfg.get("threshold", 0.5)), budget=_run_budget(ir, cfg))
+
+
+def _run_budget(ir, cfg: dict):
+    """The hard budget the run was searched under (`budget = N`), applied the same way."""
+    from types import SimpleNamespace
+
+    from dasc.runtime.latency import budget_rule
+
+    return budget_rule(ir, SimpleNamespace(budget=float(cfg.get("budget") or 0),
+                                           cost_kind=cfg.get("cost_kind", "macs"),
+                                           latency_table=cfg.get("latency_table", "")))
 
 
 def report(ir, arch) -> dict[str, Any]:
@@ -110,5 +121,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if "latency" in data:
         lat = data["latency"]
         ctx.out(f"  latency: predicted {lat['predicted_ms']:.3f} ms, measured "
-                f"{lat['measured_ms']:.3f} ms ({lat['device']})")
+                f"{lat['measured_ms']:.3f} ms, gap {lat['gap_ms']:+.3f} ms "
+                f"({lat['gap_pct']:+.1f}% of measured) on {lat['device']} "
+                f"({lat['device_name']}), batch {lat['batch']}")
     return 0
