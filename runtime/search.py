@@ -9,6 +9,7 @@ its last checkpoint replays the same steps with the same numbers.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from torch import nn
 
 from dasc.compiler.budget import UNIT
 from dasc.compiler.ir import IR
-from dasc.errors import NumericalError, Span
+from dasc.errors import NumericalError, Span, UsageError
 from dasc.runtime import bilevel
 from dasc.runtime.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from dasc.runtime.config import SearchConfig
@@ -33,17 +34,40 @@ from dasc.runtime.regularizers import make_penalty
 from dasc.runtime.rundir import append_jsonl, write_json
 
 
+def _local_sync(sums: list[float], buffers: list[torch.Tensor]) -> list[float]:
+    """Single process: the step's sums are already global, the buffers already agree."""
+    return list(sums)
+
+
 @dataclass(frozen=True)
 class Parallel:
-    """This process's place in a data-parallel run (single process: rank 0 of 1)."""
+    """This process's place in a data-parallel run (single process: rank 0 of 1).
+
+    `reduce(tensors, share)` combines gradients over ranks, each rank's weighted by its share of
+    the global batch; `sync(sums, buffers)` sums a step's figures over ranks and averages the BN
+    running statistics (runtime/distributed.py). `sync_bn` normalises over the global batch.
+    """
 
     rank: int = 0
     world: int = 1
-    reduce: Callable[[list[torch.Tensor]], None] = bilevel._no_reduce
+    reduce: Callable[..., None] = bilevel._no_reduce
+    sync: Callable[[list[float], list[torch.Tensor]], list[float]] = _local_sync
+    sync_bn: bool = False
 
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    def reducer(self, local: int, total: int) -> bilevel.Reducer:
+        """The reduce of one step whose rank shard holds `local` of `total` examples."""
+        if self.world == 1:
+            return bilevel._no_reduce
+        share = local / total
+        return lambda tensors: self.reduce(tensors, share)
+
+
+# Seconds between mid-epoch checkpoints (also at every epoch end and on Ctrl-C).
+SAVE_EVERY_ENV = "DASC_SAVE_EVERY"
 
 
 @dataclass
@@ -117,6 +141,11 @@ class Searcher:
             gate=config.gate, tau=config.tau, partial_channels=config.partial_channels,
             channels_last=bool(config.channels_last), checkpoint=bool(config.checkpoint)))
         self.model.to(self.device)
+        if parallel.sync_bn and parallel.world > 1:
+            from dasc.runtime import sync_bn
+
+            sync_bn.convert(self.model)
+        self.bn_buffers = _running_stats(self.model)
         self.alphas = arch_parameters(self.model)
         self.weights = weight_parameters(self.model)
         self.penalty = make_penalty(self.model, ir, config).to(self.device)
@@ -130,6 +159,8 @@ class Searcher:
         self.w_idx, self.a_idx = split_indices(len(data.x_train), config.train_portion, config.seed)
         self.state = SearchState()
         self.fingerprint = fingerprint(ir)
+        self.save_every = float(os.environ.get(SAVE_EVERY_ENV, 600))
+        self._saved_at = time.monotonic()
         self.parts = bilevel.StepParts(self.model, self.weights, self.alphas, self.penalty,
                                        parallel.reduce)
 
@@ -151,6 +182,8 @@ class Searcher:
         }
 
     def save(self, epoch_file: bool = False) -> None:
+        """Rank 0 writes; the others hold the same state (nothing to gather)."""
+        self._saved_at = time.monotonic()
         if not self.parallel.main:
             return
         state = self.checkpoint_state()
@@ -159,7 +192,10 @@ class Searcher:
             save_checkpoint(self.run_dir / "checkpoints" / f"epoch_{self.state.epoch}.pt", state)
 
     def restore(self, path: Path) -> None:
-        state = load_checkpoint(path, self.fingerprint)
+        self.restore_state(load_checkpoint(path, self.fingerprint))
+
+    def restore_state(self, state: dict) -> None:
+        """Continue from a loaded checkpoint (data-parallel ranks get rank 0's copy)."""
         self.model.load_state_dict(state["model"])
         self.w_opt.load_state_dict(state["w_opt"])
         self.w_sched.load_state_dict(state["w_sched"])
@@ -170,8 +206,14 @@ class Searcher:
                                  list(state["alpha_history"]), dict(state["running"]))
 
     # ------------------------------------------------------------------ the loop
-    def batches(self, epoch: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per-step index pairs (weight batch, architecture batch) of this rank."""
+    def batches(self, epoch: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """Per step: this rank's shard of the weight batch and of the architecture batch, and
+        the global batch size (the same global batches as one process, split `[rank::world]`).
+
+        With several ranks both batches of a step are cut to one length, so both halves share
+        a rank's weight in the gradient average; that only differs from one process when a
+        half of the data holds less than one batch.
+        """
         cfg, par = self.config, self.parallel
         w_order = epoch_order(self.w_idx, cfg.seed, epoch, 1)
         a_order = epoch_order(self.a_idx, cfg.seed, epoch, 2)
@@ -180,7 +222,14 @@ class Searcher:
         for s in range(max(steps, 1)):
             w = w_order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             a = a_order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            out.append((w[par.rank::par.world], a[par.rank::par.world]))
+            if par.world > 1:
+                n = min(len(w), len(a))
+                if n < par.world:
+                    raise UsageError(f"a global batch of {n} cannot feed {par.world} processes",
+                                     Span.of_file(str(self.run_dir)),
+                                     f"use at most {n} processes or a larger --batch-size")
+                w, a = w[:n], a[:n]
+            out.append((w[par.rank::par.world], a[par.rank::par.world], len(w)))
         return out
 
     def tensor_batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,8 +237,16 @@ class Searcher:
         y = torch.from_numpy(self.data.y_train[idx]).to(self.device)
         return x, y
 
-    def step(self, w_idx: np.ndarray, a_idx: np.ndarray) -> dict:
+    def step(self, w_idx: np.ndarray, a_idx: np.ndarray, total: int | None = None,
+             stop: Callable[[], bool] = lambda: False) -> dict:
+        """One α step and one w step on this rank's shards of a global batch of `total`.
+
+        Returns the step's figures over the global batch; `stop()` (this rank saw Ctrl-C),
+        asked after the step's work, comes back true when any rank saw it, so every rank stops
+        after the same step.
+        """
         cfg = self.config
+        self.parts.reduce = self.parallel.reducer(len(w_idx), total or len(w_idx))
         train, valid = self.tensor_batch(w_idx), self.tensor_batch(a_idx)
         self.model.train()
         val_loss = torch.zeros(())
@@ -207,8 +264,16 @@ class Searcher:
         loss, logits = bilevel.weight_step(self.parts, train, self.w_opt, cfg.grad_clip)
         self._check_finite(loss, "training (weight) loss")
         correct = int((logits.argmax(1) == train[1]).sum())
-        return {"loss": float(loss), "val_loss": float(val_loss), "correct": correct,
-                "seen": len(w_idx)}
+        out = {"loss": float(loss), "val_loss": float(val_loss), "correct": correct,
+               "seen": len(w_idx), "stop": stop()}
+        if self.parallel.world == 1:
+            return out
+        sums = self.parallel.sync([out["loss"] * len(w_idx), out["val_loss"] * len(a_idx),
+                                   correct, len(w_idx), len(a_idx), float(out["stop"])],
+                                  self.bn_buffers)
+        seen, val_seen = int(sums[3]), max(int(sums[4]), 1)
+        return {"loss": sums[0] / seen, "val_loss": sums[1] / val_seen, "correct": int(sums[2]),
+                "seen": seen, "stop": sums[5] > 0}
 
     def _check_finite(self, value: torch.Tensor, what: str) -> None:
         if not math.isfinite(float(value)):
@@ -252,17 +317,19 @@ class Searcher:
                 batches = self.batches(epoch)
                 started = time.perf_counter()
                 while self.state.step < len(batches):
-                    out = self.step(*batches[self.state.step])
+                    out = self.step(*batches[self.state.step], stop=lambda: flag.raised)
                     for key in ("loss", "val_loss"):
                         self.state.running[key] += out[key]
                     self.state.running["correct"] += out["correct"]
                     self.state.running["seen"] += out["seen"]
                     self.state.running["steps"] += 1
                     self.state.step += 1
+                    if self.parallel.main and time.monotonic() - self._saved_at >= self.save_every:
+                        self.save()  # mid-epoch: a crash of a long epoch loses minutes, not all
                     if progress:
                         progress({"epoch": epoch + 1, "step": self.state.step,
                                   "steps": len(batches), **self._running_means()})
-                    if flag.raised:
+                    if out["stop"]:
                         self.save()
                         raise Interrupted(self.run_dir)
                 self._end_epoch(time.perf_counter() - started)
@@ -298,3 +365,12 @@ class Searcher:
             append_jsonl(self.run_dir / "metrics.jsonl", self.state.metrics)
             write_json(self.run_dir / "alpha_history.json", self.state.alpha_history)
         self.save(epoch_file=True)
+
+
+def _running_stats(model: nn.Module) -> list[torch.Tensor]:
+    """The BN running means and variances, which data-parallel ranks average every step."""
+    out = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            out += [b for b in (m.running_mean, m.running_var) if b is not None]
+    return out
