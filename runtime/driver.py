@@ -28,6 +28,7 @@ class SearchRequest:
     force: bool = False
     nproc: int = 1
     progress: bool = True
+    sync_bn: bool = False
 
 
 def _compile(space: str, overrides: dict[str, int], sources: Sources):
@@ -58,56 +59,131 @@ def _progress_bar(total_epochs: int, enabled: bool) -> tuple[Callable[[dict], No
 
 
 def run_search(request: SearchRequest, sources: Sources, resume: bool = False) -> dict:
-    """Run (or resume) a search; returns the summary dict that the CLI prints."""
+    """Run (or resume) a search; returns the summary dict that the CLI prints.
+
+    Three ways in: one process; the parent of `--nproc N`, which prepares RUN_DIR, writes
+    config.json and launches N workers running `dasc search --resume RUN_DIR`; and a worker
+    (launched by that parent or by torchrun), where rank 0 alone touches the run directory and
+    hands what it read to the others.
+    """
     from dasc.runtime import distributed
     from dasc.runtime.config import resolve_config
     from dasc.runtime.data import check_fits, load_dataset
     from dasc.runtime.rundir import prepare_run_dir, write_json
 
     world = distributed.WorldInfo.from_env()
+    if world.launched:
+        distributed.init_from_env()
     run_dir = Path(request.run_dir)
     ir = _compile(request.space, request.overrides, sources)
-    config = _stored_config(run_dir) if resume else resolve_config(ir.search, request.settings)
+    if resume:
+        config = distributed.from_rank0(lambda: _stored_config(run_dir))
+    else:
+        config = resolve_config(ir.search, request.settings)
     data = load_dataset(request.data)
     check_fits(data, _input_shape(ir), _classes(ir), ir.span)
     if config.device == "cuda":
-        _check_cuda()
-    if world.rank == 0 and world.world == 1 and request.nproc > 1:
-        prepare_run_dir(run_dir, force=request.force, resume=resume)
-        if not resume:
-            write_json(run_dir / "config.json", _config_record(request, config))
-        argv = ["search", "--resume", str(run_dir)] + ([] if request.progress else ["--quiet"])
-        if distributed.launch(request.nproc, argv) != 0:
-            raise UsageError("the distributed search failed", Span.of_file(str(run_dir)),
-                             f"continue with: dasc search --resume {run_dir}")
-        from dasc.runtime.rundir import read_json
+        _check_cuda(world)
 
-        return read_json(run_dir / "summary.json")  # type: ignore[return-value]
-    if world.world == 1:
+    def prepare() -> None:
         prepare_run_dir(run_dir, force=request.force, resume=resume)
         if not resume:
             write_json(run_dir / "config.json", _config_record(request, config))
+
+    if not world.launched and request.nproc > 1:
+        prepare()
+        return _launch(request, run_dir)
+    distributed.from_rank0(prepare)
     return _search_here(ir, data, config, run_dir, request, resume, world)
 
 
-def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume: bool, world) -> dict:
+def _launch(request: SearchRequest, run_dir: Path) -> dict:
+    """The parent of `--nproc N`: start the workers, then report what rank 0 wrote."""
     from dasc.runtime import distributed
-    from dasc.runtime.finish import finish
-    from dasc.runtime.search import Parallel, Searcher
+    from dasc.runtime.rundir import read_json
 
-    distributed.init_from_env(config.device)
-    parallel = Parallel(world.rank, world.world, distributed.average_across_ranks)
+    argv = ["search", "--resume", str(run_dir)] + ([] if request.progress else ["--quiet"])
+    argv += ["--sync-bn"] if request.sync_bn else []
+    hint = f"continue with: dasc search --resume {run_dir} (on any number of processes)"
     try:
-        searcher = Searcher(ir, data, config, run_dir, parallel)
-        last = run_dir / "checkpoints" / "last.pt"
-        if resume and last.is_file():
-            searcher.restore(last)
-        update, close = _progress_bar(config.epochs, request.progress and parallel.main)
-        try:
-            searcher.run(progress=update)
-        finally:
-            close()
-        outcome = finish(searcher)
+        code = distributed.launch(request.nproc, argv)
+    except KeyboardInterrupt:  # the workers finished their step and rank 0 saved it
+        print(f"search interrupted; resume with: dasc search --resume {run_dir}", file=sys.stderr)
+        raise
+    except distributed.WorkerFailed as err:
+        raise UsageError(f"{err.message}; {_checkpoint_position(run_dir)}", None,
+                         hint) from None
+    if code != 0:
+        raise UsageError("the distributed search failed (see the workers' messages above)",
+                         None, hint)
+    summary = dict(read_json(run_dir / "summary.json"))  # type: ignore[arg-type]
+    return {**summary, "run_dir": str(run_dir), "arch": str(run_dir / "arch.json"),
+            "processes": request.nproc}
+
+
+def _checkpoint_position(run_dir: Path) -> str:
+    """Where a resumed run will start, read from the newest checkpoint."""
+    from dasc.runtime.checkpoint import load_checkpoint
+
+    try:
+        state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    except UsageError:
+        return "no checkpoint was written yet"
+    where = (f"the start of epoch {state['epoch'] + 1}" if not state["step"]
+             else f"epoch {state['epoch'] + 1}, step {state['step']}")
+    return f"the last checkpoint ({where}) is {run_dir / 'checkpoints' / 'last.pt'}"
+
+
+def prints_result() -> bool:
+    """Whether this process prints the command's result: not a rank other than 0, and not a
+    worker whose `--nproc` parent prints it."""
+    import os
+
+    from dasc.runtime.distributed import PARENT_ENV
+
+    return int(os.environ.get("RANK", 0)) == 0 and not os.environ.get(PARENT_ENV)
+
+
+def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume: bool, world) -> dict:
+    from dasc.runtime import distributed, sync_bn
+    from dasc.runtime.checkpoint import load_checkpoint
+    from dasc.runtime.finish import finish
+    from dasc.runtime.search import Interrupted, Parallel, Searcher
+
+    parallel = Parallel(world.rank, world.world, distributed.average_across_ranks,
+                        distributed.sync_step, request.sync_bn)
+    hint = f"continue with: dasc search --resume {run_dir}"
+    try:
+        with distributed.peer_guard(world.rank, world.world, hint):
+            searcher = Searcher(ir, data, config, run_dir, parallel)
+            last = run_dir / "checkpoints" / "last.pt"
+            if resume:
+                state = distributed.from_rank0(
+                    lambda: load_checkpoint(last, searcher.fingerprint) if last.is_file() else None)
+                if state is not None:
+                    searcher.restore_state(state)
+            update, close = _progress_bar(config.epochs, request.progress and parallel.main)
+            die = distributed.die_hook(world.rank)
+            steps = 0
+
+            def on_step(info: dict) -> None:
+                nonlocal steps
+                steps += 1
+                update(info)
+                die(steps)
+
+            try:
+                searcher.run(progress=on_step)
+            except Interrupted as stopped:
+                if not world.launched:
+                    raise
+                if prints_result():  # torchrun's rank 0; a --nproc parent says it itself
+                    print(stopped, file=sys.stderr)
+                raise SystemExit(130) from None
+            finally:
+                close()
+            sync_bn.revert(searcher.model)
+            outcome = finish(searcher)
     finally:
         distributed.shutdown()
     return {
@@ -141,12 +217,16 @@ def _input_shape(ir) -> tuple[int, int, int]:
     return (s.c, s.h, s.w)
 
 
-def _check_cuda() -> None:
+def _check_cuda(world) -> None:
     import torch
 
     if not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA device is available", None,
                          "run with --device cpu, or on a machine with a GPU and a CUDA build of torch")
+    if world.local_rank >= torch.cuda.device_count():
+        raise UsageError(f"local rank {world.local_rank} has no GPU of its own (this node has "
+                         f"{torch.cuda.device_count()}); NCCL needs one GPU per process", None,
+                         "use at most one process per GPU (--nproc / --nproc-per-node)")
 
 
 def _config_record(request: SearchRequest, config) -> dict:
@@ -154,7 +234,15 @@ def _config_record(request: SearchRequest, config) -> dict:
 
 
 def request_from_run_dir(run_dir: str, progress: bool = True) -> SearchRequest:
-    """The request a run was started with, for `--resume`."""
+    """The request a run was started with, for `--resume` (read by rank 0 in a worker)."""
+    from dasc.runtime import distributed
+
+    if distributed.WorldInfo.from_env().launched:
+        distributed.init_from_env()
+    return distributed.from_rank0(lambda: _read_request(run_dir, progress))
+
+
+def _read_request(run_dir: str, progress: bool) -> SearchRequest:
     from dasc.runtime.rundir import read_json
 
     path = Path(run_dir) / "config.json"
