@@ -44,7 +44,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--w-lr", type=float, metavar="LR")
     p.add_argument("--checkpoint", type=int, choices=[0, 1],
                    help="recompute mixed ops in backward to save memory (1) or not (0)")
-    p.add_argument("--nproc", type=int, metavar="N", help="data-parallel worker processes")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="data-parallel worker processes (global batch split over them)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="with --nproc: batch-norm statistics over the global batch, not per process")
     p.add_argument("--force", action="store_true", help="replace an existing RUN_DIR")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -53,7 +56,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from dasc.runtime.driver import SearchRequest, request_from_run_dir, run_search
+    from dasc.runtime.driver import SearchRequest, prints_result, request_from_run_dir, run_search
 
     if args.nproc is not None and args.nproc < 1:
         raise UsageError(f"--nproc must be at least 1, got {args.nproc}",
@@ -65,6 +68,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         request = request_from_run_dir(args.resume, progress=not (args.quiet or ctx.json))
         if args.nproc is not None:  # checkpoints resume on any number of processes
             request = _replace(request, nproc=args.nproc)
+        if args.sync_bn:
+            request = _replace(request, sync_bn=True)
         check_space_file(request.space, ctx.sources)
         summary = run_search(request, ctx.sources, resume=True)
     else:
@@ -78,8 +83,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     if getattr(args, flag, None) is not None}
         request = SearchRequest(args.space, args.data or "digits", args.output,
                                 dict(args.overrides), settings, args.force, args.nproc or 1,
-                                not (args.quiet or ctx.json))
+                                not (args.quiet or ctx.json), bool(args.sync_bn))
         summary = run_search(request, ctx.sources)
+    if not prints_result():  # another rank, or a worker whose --nproc parent prints
+        return 0
     if ctx.json:
         ctx.emit_json(summary)
     else:
