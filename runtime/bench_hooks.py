@@ -15,6 +15,20 @@ from dasc.runtime import bilevel
 from dasc.runtime.lower import LoweringOptions, arch_parameters, lower, weight_parameters
 
 
+def search_lowering() -> LoweringOptions:
+    """The lowering `dasc search` uses by default (DASC_BENCH_LOWERING=k=v,... to vary it)."""
+    import os
+
+    from dasc.runtime.config import SearchConfig
+
+    cfg = SearchConfig()
+    fields = {"channels_last": bool(cfg.channels_last), "checkpoint": bool(cfg.checkpoint)}
+    for item in filter(None, os.environ.get("DASC_BENCH_LOWERING", "").split(",")):
+        key, _, value = item.partition("=")
+        fields[key.strip()] = value.strip() not in ("0", "false", "False")
+    return LoweringOptions(**fields)
+
+
 def make_step(space_path: str, C: int, layers: int, batch: int, order: int,
               overrides: dict[str, int] | None = None, device: str = "cpu",
               options: LoweringOptions | None = None) -> Callable[[], None]:
@@ -24,7 +38,7 @@ def make_step(space_path: str, C: int, layers: int, batch: int, order: int,
     params = {"C": C, "layers": layers, **(overrides or {})}
     ir = compile_space(space_path, params, Sources())
     torch.manual_seed(0)
-    model = lower(ir, options or LoweringOptions()).to(device)
+    model = lower(ir, options or search_lowering()).to(device)
     model.train()
     weights, alphas = weight_parameters(model), arch_parameters(model)
     parts = bilevel.StepParts(model, weights, alphas, lambda: torch.zeros((), device=device))
