@@ -124,3 +124,19 @@ def test_darts_uniform_sample_is_valid():
         arch = random_arch(ir, random.Random(seed))
         assert violations(ir, arch) == []
         verify(prune(ir, arch), "prune")
+
+
+@pytest.mark.parametrize("space", ["nb201", "darts", "mobile"])
+def test_pruned_networks_run_and_have_arch_cost_parameters(space):
+    """The derived IR lowers to torch, runs, and has exactly `arch_cost` parameters (so the
+    cost model, prune and the runtime agree; mobile has adapters, nb201 zero edges)."""
+    torch = pytest.importorskip("torch")
+    from dasc.compiler.pipeline import compile_space
+    from dasc.runtime.lower import lower
+
+    ir = compile_space(str(ROOT / "spaces" / f"{space}.das"))
+    arch = random_arch(ir, random.Random(1))
+    gm = lower(prune(ir, arch))
+    shape = ir.node(ir.input).shape
+    assert gm(torch.randn(2, shape.c, shape.h, shape.w)).shape == (2, 10)
+    assert sum(p.numel() for p in gm.parameters()) == arch_cost(ir, arch).params
