@@ -25,9 +25,11 @@ from typing import Any, Iterable, Sequence
 from dasc.compiler.arch import NETWORK, Structure, structure
 from dasc.compiler.budget import BudgetRule
 from dasc.compiler.dp import (
-    Counting, CountTracker, Decision, MaxScore, PathTracker, Step, Sweep, build_dag, flatten,
+    Counting, CountTracker, Decision, MaxScore, PathTracker, Step, Sweep, TooManyStates,
+    build_dag, flatten,
 )
 from dasc.compiler.ir import IR, CountRule, PathRule, Region, Rule
+from dasc.errors import ConstraintError
 
 BIG = 1 << 40  # a count limit that prunes nothing
 
@@ -156,7 +158,20 @@ def _profile(sweep: Sweep, unit: Unit, state: tuple) -> tuple:
 
 
 def solve(plan: Plan, sr: Any, keep_layers: bool = False) -> Solved:
-    """Sweep each unit, tabulate its profiles, then sweep the network over those tables."""
+    """Sweep each unit, tabulate its profiles, then sweep the network over those tables.
+    ConstraintError if the rules blow the DP state space up (dp.MAX_STATES)."""
+    try:
+        return _solve(plan, sr, keep_layers)
+    except TooManyStates as exc:
+        rules = plan.ir.rules
+        raise ConstraintError(
+            f"the constraints are too intricate to decide exactly: {exc.states:,} DP states "
+            f"at node {exc.node}", span=rules[0].span if rules else plan.ir.span,
+            hint="state `paths` rules per cell (`in CELL`) or lower their bounds and caps "
+                 "(the DP tracks every value up to them)") from None
+
+
+def _solve(plan: Plan, sr: Any, keep_layers: bool) -> Solved:
     sweeps, finals, layers_of, tables = {}, {}, {}, {}
     for u in plan.units:
         sweep = Sweep(plan.ir, plan.st, u.steps, u.paths, u.counts, sr)

@@ -35,6 +35,15 @@ from dasc.compiler.arch import Structure
 from dasc.compiler.ir import IR, ChoiceNode, CombineNode
 
 INF = 1 << 30  # "no path": distinct from the cap, which means ">= k"
+MAX_STATES = 2_000_000  # beyond this a sweep would take minutes: refuse, do not hang
+
+
+class TooManyStates(Exception):
+    """The rules make the DP state space explode at `node` (count.solve reports it)."""
+
+    def __init__(self, node: str, states: int) -> None:
+        super().__init__(f"{states} DP states at {node}")
+        self.node, self.states = node, states
 FIXED, CHOICE, KEEP, OPAQUE = "fixed", "choice", "keep", "opaque"
 
 
@@ -374,6 +383,8 @@ class Sweep:
                     nv = sr.times(val, w)
                     old = new.get(ns)
                     new[ns] = nv if old is None else sr.plus(old, nv)
+                if len(new) > MAX_STATES:
+                    raise TooManyStates(self.steps[i].node, len(new))
             states = new
             if not states:
                 break

@@ -219,3 +219,14 @@ def test_inf_is_distinct_from_the_cap():
     ir = build(Spec(1, (Node((Edge(0, ("none",)),)),), rules=(PathRule("c", 2),)))
     assert count_satisfying(ir, ir.rules) == 1
     assert INF > 1 << 20
+
+
+def test_state_explosion_is_a_constraint_error(monkeypatch):
+    from dasc.compiler import dp
+    from dasc.errors import ConstraintError
+
+    monkeypatch.setattr(dp, "MAX_STATES", 3)
+    ir = build(Spec(1, (Node((Edge(0, OPS),) * 3),), n_cells=3, shared=False,
+                    rules=(CountRule(None, "skip_connect", 9, None),)))
+    with pytest.raises(ConstraintError, match="too intricate"):
+        count_satisfying(ir, ir.rules)
