@@ -32,7 +32,7 @@ from dasc.runtime.checkpoint import fingerprint, save_checkpoint
 from dasc.runtime.data import Dataset
 from dasc.runtime.lower import lower
 from dasc.runtime.rundir import append_jsonl, write_json
-from dasc.runtime.search import epoch_order, split_indices
+from dasc.runtime.search import Parallel, epoch_order, split_indices
 
 Progress = Callable[[dict], None]
 
@@ -195,27 +195,51 @@ def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------- the loop
 
 
+def _shard_step(model: nn.Module, loss: torch.Tensor, parallel: Parallel, local: int,
+                total: int) -> None:
+    """Backward on this rank's shard, then every gradient combined over ranks (one all-reduce),
+    each rank weighted by its share of the global batch: the gradient of the global mean."""
+    loss.backward()
+    if parallel.world == 1:
+        return
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    parallel.reducer(local, total)([p.grad for p in params])
+
+
 def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Path,
           progress: Progress | None = None, *, init: Mapping[str, torch.Tensor] | None = None,
-          meta: Mapping[str, object] | None = None) -> TrainResult:
+          meta: Mapping[str, object] | None = None, parallel: Parallel = Parallel()) -> TrainResult:
     """Train `lower(ir_derived)` from scratch (or from `init`, inherited weights) on `data`.
 
     `out_dir` must exist (the CLI creates and guards it). `progress` gets one dict per step
     (epoch, step, steps, loss, train_acc) and one per epoch (the metrics record, `done=True`).
     `meta` (space, arch, dasc version, ...) is copied into config.json and summary.json.
+    With `parallel` of several ranks each rank trains on `batch[rank::world]` of every global
+    batch, gradients and BN running statistics are combined every step, all ranks hold the same
+    model, and only rank 0 writes.
     """
     check_derived(ir_derived)
     out = Path(out_dir)
+    writes = parallel.main
     device = resolve_device(config.device)
     fp = fingerprint(ir_derived)
     torch.manual_seed(config.seed)
     model = lower(ir_derived).to(device)
     if init is not None:
         model.load_state_dict(dict(init))
+    if parallel.sync_bn and parallel.world > 1:
+        from dasc.runtime import sync_bn
+
+        sync_bn.convert(model)
+    buffers = _running_stats(model)
     params = count_params(model)
     macs, macs_method = network_macs(ir_derived, model)
-    write_json(out / "config.json", {"config": config.to_json(), "fingerprint": fp,
-                                     **dict(meta or {})})
+    if writes:
+        write_json(out / "config.json", {"config": config.to_json(), "fingerprint": fp,
+                                         **dict(meta or {})})
 
     train_idx, val_idx = split_indices(len(data.x_train), 1 - config.val_fraction, config.seed)
     x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
@@ -225,16 +249,19 @@ def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Pat
                                                        eta_min=config.lr_min)
     metrics: list[dict] = []
     best: tuple[float, float] | None = None  # (val_acc, -val_loss): higher is better
-    best_epoch = 0
+    best_epoch, best_model = 0, cpu_state(model)
     started = time.perf_counter()
     for epoch in range(config.epochs):
         t0 = time.perf_counter()
         batches = epoch_batches(train_idx, config.seed, epoch, config.batch_size)
+        if parallel.world > 1:  # every rank needs at least one example of each batch
+            batches = [b for b in batches if len(b) >= parallel.world]
         loss_sum, correct, seen = 0.0, 0, 0
         model.train()
         for step, idx in enumerate(batches):
-            xb = torch.from_numpy(data.x_train[idx]).to(device)
-            yb = torch.from_numpy(data.y_train[idx]).to(device)
+            shard = idx[parallel.rank::parallel.world]
+            xb = torch.from_numpy(data.x_train[shard]).to(device)
+            yb = torch.from_numpy(data.y_train[shard]).to(device)
             opt.zero_grad(set_to_none=True)
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
@@ -244,12 +271,17 @@ def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Pat
                     f"the training loss became {loss_value} at epoch {epoch + 1}, step "
                     f"{step + 1}; the checkpoints of the last finished epoch are kept in {out}",
                     Span.of_file(str(out)), "lower the learning rate (--lr)")
-            loss.backward()
+            _shard_step(model, loss, parallel, len(shard), len(idx))
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
+            hits = int((logits.detach().argmax(1) == yb).sum())
+            if parallel.world > 1:  # the global batch's figures; BN statistics averaged
+                loss_value, hits, _ = parallel.sync([loss_value * len(shard), hits, 0.0],
+                                                    buffers)
+                loss_value /= len(idx)
             loss_sum += loss_value * len(idx)
-            correct += int((logits.detach().argmax(1) == yb).sum())
+            correct += int(hits)
             seen += len(idx)
             if progress:
                 progress({"epoch": epoch + 1, "epochs": config.epochs, "step": step + 1,
@@ -267,21 +299,31 @@ def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Pat
                  "config": config.to_json()}
         score = (val_acc, -val_loss)
         if best is None or score > best:
-            best, best_epoch = score, epoch + 1
-            save_checkpoint(out / "best.pt", state)
-        save_checkpoint(out / "last.pt", state)
-        append_jsonl(out / "metrics.jsonl", metrics)
+            best, best_epoch, best_model = score, epoch + 1, state["model"]
+            if writes:
+                save_checkpoint(out / "best.pt", state)
+        if writes:
+            save_checkpoint(out / "last.pt", state)
+            append_jsonl(out / "metrics.jsonl", metrics)
         if progress:
             progress({**record, "epochs": config.epochs, "done": True})
 
     _, test_last = evaluate(model, data.x_test, data.y_test, device)
-    best_state = torch.load(out / "best.pt", map_location=device, weights_only=True)
-    model.load_state_dict(best_state["model"])
+    model.load_state_dict(best_model)  # what best.pt holds, kept in memory by every rank
     _, test_best = evaluate(model, data.x_test, data.y_test, device)
     result = TrainResult(test_acc=test_best, test_acc_last=test_last, val_acc=best[0],
                          best_epoch=best_epoch, epochs=config.epochs, params=params, macs=macs,
                          macs_method=macs_method,
                          seconds=round(time.perf_counter() - started, 3), out_dir=str(out),
                          fingerprint=fp)
-    write_json(out / "summary.json", {**result.to_json(), **dict(meta or {})})
+    if writes:
+        write_json(out / "summary.json", {**result.to_json(), **dict(meta or {}),
+                                          "processes": parallel.world})
     return result
+
+
+def _running_stats(model: nn.Module) -> list[torch.Tensor]:
+    """BN running means and variances: data-parallel ranks average them every step."""
+    return [b for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+            for b in (m.running_mean, m.running_var) if b is not None]
