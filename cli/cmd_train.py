@@ -41,6 +41,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--weights", metavar="CKPT",
                    help="start from a search run's supernet weights (its checkpoint or RUN_DIR) "
                         "or from a dasc train checkpoint")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="data-parallel worker processes (global batch split over them)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="with --nproc: batch-norm statistics over the global batch, not per process")
     p.add_argument("--force", action="store_true", help="replace an existing TRAIN_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_set_option(p)
@@ -97,10 +101,17 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from dasc.compiler.arch import read_arch
     from dasc.compiler.pipeline import compile_space
     from dasc.compiler.prune import prune
+    from dasc.runtime import distributed
     from dasc.runtime.data import check_fits, load_dataset
-    from dasc.runtime.train import TrainConfig, train
+    from dasc.runtime.train import TrainConfig
 
     config = TrainConfig(**{k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None})
+    if args.nproc is not None and args.nproc < 1:
+        raise UsageError(f"--nproc must be at least 1, got {args.nproc}",
+                         hint="use --nproc 2 for two worker processes")
+    world = distributed.WorldInfo.from_env()
+    if world.launched:  # a worker (of --nproc or torchrun): never launches again
+        distributed.init_from_env()
     out = Path(args.output)
     check_space_file(args.space, ctx.sources)
     ir = compile_space(args.space, args.overrides, ctx.sources)
@@ -111,33 +122,102 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     shape = ir.node(ir.input).shape
     check_fits(data, (shape.c, shape.h, shape.w), output.c if output else None, ir.span)
     init, weights = None, None
-    if args.weights:
-        import torch
-
-        from dasc.runtime.inherit import load_weights
-        from dasc.runtime.lower import lower
-
-        torch.manual_seed(config.seed)  # the fresh part of the state, as train() would draw it
-        init, weights = load_weights(args.weights, ir, derived, arch, lower(derived).state_dict())
-    prepare_train_dir(out, args.force)
+    if args.weights:  # read by rank 0, handed to the others
+        init, weights = distributed.from_rank0(
+            lambda: _inherited(args.weights, ir, derived, arch, config.seed))
     meta = {"space": ir.name, "space_file": args.space, "overrides": dict(args.overrides),
             "arch": arch.to_json(ir.name), "data": args.data, "weights": weights,
             "dasc_version": __version__}
-    update, close = _progress(config.epochs, not (args.quiet or ctx.json))
-    try:
-        result = train(derived, data, config, out, update, init=init, meta=meta)
-    finally:
-        close()
+    if not world.launched and (args.nproc or 1) > 1:
+        prepare_train_dir(out, args.force)
+        result, processes = _launch(args, out, bool(args.quiet or ctx.json)), args.nproc
+    else:
+        distributed.from_rank0(lambda: prepare_train_dir(out, args.force))
+        result, processes = _train_here(args, ctx, derived, data, config, out, init, meta,
+                                        world), world.world
+    from dasc.runtime.driver import prints_result
+
+    if not prints_result():  # another rank, or a worker whose --nproc parent prints
+        return 0
     if ctx.json:
         ctx.emit_json({"space": ir.name, "data": args.data, **result.to_json(),
-                       "weights": weights, "config": config.to_json()})
+                       "weights": weights, "config": config.to_json(), "processes": processes})
         return 0
     ctx.out(f"test accuracy {result.test_acc:.4f} (best epoch {result.best_epoch} of "
             f"{result.epochs} by validation accuracy {result.val_acc:.4f}; last epoch "
             f"{result.test_acc_last:.4f})")
-    ctx.out(f"params {result.params:,}  MACs {result.macs:,}  time {result.seconds:.1f}s")
+    ctx.out(f"params {result.params:,}  MACs {result.macs:,}  time {result.seconds:.1f}s"
+            + (f"  ({processes} processes)" if processes > 1 else ""))
     if weights:
         ctx.out(f"started from {weights['source']} weights {weights['weights']} "
                 f"({weights['copied']} tensors inherited, {weights['fresh']} fresh)")
     ctx.note(f"wrote {out}/ (best.pt, last.pt, metrics.jsonl, summary.json)")
     return 0
+
+
+def _inherited(source: str, ir, derived, arch, seed: int):
+    import torch
+
+    from dasc.runtime.inherit import load_weights
+    from dasc.runtime.lower import lower
+
+    torch.manual_seed(seed)  # the fresh part of the state, as train() would draw it
+    return load_weights(source, ir, derived, arch, lower(derived).state_dict())
+
+
+def _train_here(args, ctx: Context, derived, data, config, out: Path, init, meta, world):
+    from dasc.runtime import distributed
+    from dasc.runtime.search import Parallel
+    from dasc.runtime.train import train
+
+    parallel = Parallel(world.rank, world.world, distributed.average_across_ranks,
+                        distributed.sync_step, bool(args.sync_bn))
+    update, close = _progress(config.epochs, not (args.quiet or ctx.json) and parallel.main)
+    die, steps = distributed.die_hook(world.rank), [0]
+
+    def on_step(info: dict) -> None:
+        update(info)
+        if not info.get("done"):
+            steps[0] += 1
+            die(steps[0])
+
+    try:
+        with distributed.peer_guard(world.rank, world.world, "train again with --force"):
+            return train(derived, data, config, out, on_step, init=init, meta=meta,
+                         parallel=parallel)
+    finally:
+        close()
+        distributed.shutdown()
+
+
+def _launch(args, out: Path, quiet: bool):
+    """The parent of `--nproc N`: the workers run this same command; rank 0 writes."""
+    from dasc.runtime import distributed
+    from dasc.runtime.rundir import read_json
+    from dasc.runtime.train import TrainResult
+
+    try:
+        code = distributed.launch(args.nproc, _worker_argv(args, quiet))
+    except distributed.WorkerFailed as err:
+        raise UsageError(err.message, hint=f"train again with --force -o {out}") from None
+    if code != 0:
+        raise UsageError("the distributed training failed (see the workers' messages above)",
+                         hint=f"fix the cause and train again with --force -o {out}")
+    summary = read_json(out / "summary.json")
+    names = TrainResult.__dataclass_fields__
+    return TrainResult(**{k: v for k, v in summary.items() if k in names})  # type: ignore[union-attr]
+
+
+def _worker_argv(args, quiet: bool) -> list[str]:
+    """This command's flags again, for the workers (the parent has prepared TRAIN_DIR)."""
+    argv = ["train", args.space, "--arch", args.arch, "--data", args.data, "-o", args.output]
+    for flag in _FLAGS:
+        if getattr(args, flag) is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    for item in args.set or []:
+        argv += ["--set", item]
+    if args.weights:
+        argv += ["--weights", args.weights]
+    argv += ["--quiet"] if quiet else []
+    argv += ["--sync-bn"] if args.sync_bn else []
+    return argv
