@@ -270,8 +270,10 @@ def launch(nproc: int, argv: list[str]) -> int:
                           rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,
                           monitor_interval=0.2, start_method="spawn")
     _quiet_launcher_logs()
-    previous = os.environ.get(PARENT_ENV)
+    saved = {key: os.environ.get(key) for key in (PARENT_ENV, "OMP_NUM_THREADS")}
     os.environ[PARENT_ENV] = "1"
+    # N workers each using every core would fight over them; torchrun does the same
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "dasc", *argv)
     except SignalException as exc:
@@ -286,10 +288,11 @@ def launch(nproc: int, argv: list[str]) -> int:
         raise WorkerFailed(f"worker rank {rank} of {nproc} {what}; the other workers were stopped",
                            rank, "fix the cause shown above and run the command again") from None
     finally:
-        if previous is None:
-            os.environ.pop(PARENT_ENV, None)
-        else:
-            os.environ[PARENT_ENV] = previous
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return 0
 
 
