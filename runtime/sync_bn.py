@@ -5,8 +5,8 @@ With N ranks each BN layer in training mode normalises with the statistics of it
 B. `torch.nn.SyncBatchNorm` fixes that on GPUs only: in torch 2.13 its forward raises
 "SyncBatchNorm expected input tensor to be on GPU" for CPU tensors. So dasc has its own: per
 channel sum and sum of squares (in float64, so E[x²] − E[x]² does not cancel badly) and the
-example count go through one all-reduce; `torch.distributed.nn.functional.all_reduce` is
-differentiable (its backward all-reduces the gradient), so autograd gives the exact gradient of
+example count go through one all-reduce, differentiable (its backward all-reduces the
+gradient, weighted by the rank's share of the batch), so autograd gives the exact gradient of
 the global-batch normalisation. One code path for gloo and NCCL, tested on gloo.
 
 Modules are converted by changing their class in place: parameters, buffers and state-dict keys
@@ -19,7 +19,30 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.nn.functional import all_reduce
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """Σ over ranks of per-channel sums; backward hands each rank its share-weighted part.
+
+    The search and training combine rank gradients as Σ_r s_r g_r, s_r = n_r / n (a rank's
+    share of the global batch). A plain all-reduce's backward sums the upstream gradients
+    unweighted, which after that weighting is only right when all shares are equal; scaling
+    by the share on the way in and unscaling on the way out makes it right for any split.
+    The last entry of the packed tensor is the example count, so the share needs no plumbing.
+    """
+
+    @staticmethod
+    def forward(ctx, packed: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        total = packed.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        ctx.share = float(packed[-1]) / float(total[-1])
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous() * ctx.share
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad / ctx.share
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
@@ -35,8 +58,8 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         count = torch.tensor([x.numel() // c], dtype=torch.float64, device=x.device)
         packed = torch.cat([x.sum(dims, dtype=torch.float64),
                             (x * x).sum(dims, dtype=torch.float64), count])
-        packed = all_reduce(packed, op=dist.ReduceOp.SUM)
-        n = packed[-1]
+        packed = _SumOverRanks.apply(packed)
+        n = packed[-1].detach()
         mean = packed[:c] / n
         var = (packed[c:2 * c] / n - mean * mean).clamp_min(0.0)  # biased, as BN normalises
         if self.track_running_stats:
