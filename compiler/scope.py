@@ -75,16 +75,16 @@ class Frame:
 
     def base(self, var: str) -> Naming:
         """Naming for a statement assigning `var`: the value node is `<prefix>.<var>`."""
-        return Naming(self.pool, self.pool.fresh(f"{self.prefix}.{var}" if self.prefix else var))
+        return Naming.planned(self.pool, f"{self.prefix}.{var}" if self.prefix else var)
 
     def return_naming(self) -> Naming:
         """Naming for `return e`: a cell's value is `<cell instance>.out`, the network's `out`,
         a composite op's the id its caller reserved."""
         if self.kind == "op":
-            return Naming(self.pool, self.ret_base)
+            return Naming(self.pool, self.ret_base, reserved=True)
         if self.kind == "cell":
-            return Naming(self.pool, self.pool.fresh(f"{self.scope}.out"))
-        return Naming(self.pool, self.pool.fresh("out"))
+            return Naming.planned(self.pool, f"{self.scope}.out")
+        return Naming.planned(self.pool, "out")
 
     def tensor_params(self) -> dict[str, Tensor]:
         return {k: v for k, v in self.vars.items() if isinstance(v, Tensor)}

@@ -77,14 +77,25 @@ class IdPool:
 
     def __init__(self, taken: Iterable[str] = ()) -> None:
         self._used: set[str] = set(taken)
+        self._next: dict[str, int] = {}  # next suffix to try per name: keeps loops linear
+
+    def peek(self, name: str) -> str:
+        """The id `fresh(name)` would return now, without taking it."""
+        if name not in self._used:
+            return name
+        i = self._next.get(name, 1)
+        while f"{name}_{i}" in self._used:
+            i += 1
+        return f"{name}_{i}"
 
     def fresh(self, name: str) -> str:
         if name not in self._used:
             self._used.add(name)
             return name
-        i = 1
+        i = self._next.get(name, 1)
         while f"{name}_{i}" in self._used:
             i += 1
+        self._next[name] = i + 1
         out = f"{name}_{i}"
         self._used.add(out)
         return out
@@ -97,13 +108,27 @@ class Naming:
     The node that is the statement's value gets `base` itself (`darts3.n2`); every other node
     the expression creates gets `base.<what it is>` (`darts3.n2.e0`, `stem.conv`). With
     `base=None` (inside a choice candidate) the value node is named after its op.
+
+    `base` is only planned (`IdPool.peek(request)`) until the value node is created, so a
+    statement that creates no node (`x = image`, `s1 = cell(...)`) does not use up `x`.
+    `reserved` says the caller already took `base` (a composite op's return value).
     """
 
     pool: IdPool
     base: str | None
+    request: str | None = None
+    reserved: bool = False
+
+    @staticmethod
+    def planned(pool: IdPool, request: str) -> "Naming":
+        return Naming(pool, pool.peek(request), request)
 
     def root(self, desc: str) -> str:
-        return self.pool.fresh(desc) if self.base is None else self.base
+        if self.base is None:
+            return self.pool.fresh(desc)
+        if self.reserved:
+            return self.base
+        return self.pool.fresh(self.request or self.base)
 
     def child(self, desc: str) -> str:
         return self.pool.fresh(f"{self.base}.{desc}" if self.base else desc)
