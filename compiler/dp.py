@@ -267,6 +267,7 @@ class Sweep:
             live = [live[j] for j in carry] + ([s.node] if store else [])
         self.checks = [[t for t, tr in enumerate(self.paths) if tr.target == s.node]
                        for s in self.steps]
+        self._plan_retirement()
         targets = {s.node for s in self.steps}
         for tr in self.paths:
             if tr.target not in targets:
@@ -274,6 +275,23 @@ class Sweep:
         self.infos = [self._branches(s) for s in self.steps]
         self.options = [[(self.sr.one if info is None else self.sr.weight(self.ir, info), eff)
                          for info, eff in branches] for branches in self.infos]
+
+    def _plan_retirement(self) -> None:
+        """When a checked tracker can no longer change anything, its values are reset to a
+        constant, so states that differ only there merge: a path tracker after its target
+        step, a scoped count tracker after the last decision in its scope. Without this, every
+        instance of an inlined cell rule would multiply the states of all later ones."""
+        self.done = {t: i for i, ts in enumerate(self.checks) for t in ts}
+        self.retire_paths = [frozenset(t for t in ts if not self.paths[t].report)
+                             for ts in self.checks]
+        last: dict[int, int] = {}
+        for i, s in enumerate(self.steps):
+            ids = [s.node] if s.kind == CHOICE else [c for c in s.edges if c]
+            for j, t in enumerate(self.counts):
+                if t.scope is not None and not t.report and any(c in t.scope for c in ids):
+                    last[j] = i
+        self.retire_counts = [frozenset(j for j, k in last.items() if k == i)
+                              for i in range(len(self.steps))]
 
     def _groups(self, choice_id: str) -> list[tuple[tuple, tuple[int, ...]]]:
         node = self.ir.node(choice_id)
@@ -335,11 +353,14 @@ class Sweep:
         for v, t in zip(cnts, self.counts):
             if v > t.limit:
                 return None
+        if self.retire_counts[i]:
+            cnts = tuple(0 if j in self.retire_counts[i] else v for j, v in enumerate(cnts))
         if not self.paths:
             return ((), cnts, reps, pend)
         in_idx, carry, store = self.layout[i]
         ins = [vals[j] for j in in_idx]
-        value = tuple(self._value(s, t, tr, ins, eff, dpart) for t, tr in enumerate(self.paths))
+        value = tuple(INF if self.done[t] < i else self._value(s, t, tr, ins, eff, dpart)
+                      for t, tr in enumerate(self.paths))
         for t in self.checks[i]:
             tr = self.paths[t]
             if tr.report:
@@ -347,7 +368,10 @@ class Sweep:
                 reps = reps[:slot] + (value[t],) + reps[slot + 1:]
             elif value[t] < tr.cap:
                 return None
+        gone = self.retire_paths[i]
         vals = tuple(vals[j] for j in carry) + ((value,) if store else ())
+        if gone:
+            vals = tuple(tuple(INF if t in gone else v for t, v in enumerate(x)) for x in vals)
         return (vals, cnts, reps, pend)
 
     def _value(self, s: Step, t: int, tr: PathTracker, ins: list, eff: Any, dpart: Any) -> int:

@@ -230,3 +230,17 @@ def test_state_explosion_is_a_constraint_error(monkeypatch):
                     rules=(CountRule(None, "skip_connect", 9, None),)))
     with pytest.raises(ConstraintError, match="too intricate"):
         count_satisfying(ir, ir.rules)
+
+
+def test_finished_trackers_do_not_multiply_states():
+    """40 independent cells, each with its own `in c` rules: once a cell is done its trackers
+    are reset, so the states stay as few as for one cell (and the count is the 40th power)."""
+    from dasc.compiler.count import make_plan, solve
+
+    cell = (Node((Edge(0, OPS), Edge(0, OPS)), keep=1), Node((Edge(1, OPS),)))
+    rules = (CountRule("c", "skip_connect", 1), PathRule("c", 1))
+    one = count_satisfying(build(Spec(1, cell, rules=rules)), rules)
+    ir = build(Spec(1, cell, n_cells=40, shared=False, rules=rules))
+    solved = solve(make_plan(ir, rules), Counting(), keep_layers=True)
+    assert sum(solved.final.values()) == one ** 40
+    assert max(len(layer) for layer in solved.layers) <= 16
