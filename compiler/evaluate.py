@@ -16,7 +16,7 @@ from dasc.compiler.values import (
     MAX_LOOP, Budget, IdPool, Naming, Tensor, Value, did_you_mean,
 )
 from dasc.dsl import ast
-from dasc.errors import NameError_, TypeError_, UsageError
+from dasc.errors import NameError_, Span, TypeError_, UsageError
 from dasc.ops.registry import REGISTRY
 
 _ARITH = {"+", "-", "*", "/", "%"}
@@ -81,8 +81,10 @@ class Interpreter(Calls):
         lo = self.int(st.lo, frame, "a loop bound")
         hi = self.int(st.hi, frame, "a loop bound")
         if hi - lo > MAX_LOOP:
+            a, b = st.lo.span, st.hi.span
             raise UsageError(
-                f"this loop would run {hi - lo:,} times (more than {MAX_LOOP:,})", st.span,
+                f"this loop would run {hi - lo:,} times (more than {MAX_LOOP:,})",
+                Span(a.file, a.line, a.col, b.end_line, b.end_col),
                 "lower the loop bounds or the parameters that drive them (--set ...)")
         for i in range(lo, hi):
             frame.vars[st.var.id] = i

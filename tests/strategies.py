@@ -107,6 +107,13 @@ def cell_nodes(draw, n_in: int, max_nodes: int = 3, max_edges: int = 3
                            draw(st.one_of(st.none(), op_sets, op_sets)))
                       for _ in range(n_edges))
         nodes.append(CellNode(edges, draw(st.one_of(st.none(), st.integers(1, n_edges)))))
+    # Every cell input feeds some edge: an unused input would leave the previous cell dead,
+    # and the compiler drops dead nodes (their choices would change nothing).
+    used = {e.src for n in nodes for e in n.edges}
+    extra = tuple(Edge(i, None) for i in range(n_in) if i not in used)
+    if extra:
+        last = nodes[-1]
+        nodes[-1] = CellNode(last.edges + extra, last.keep)
     return tuple(nodes)
 
 
