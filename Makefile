@@ -84,8 +84,11 @@ demo: install
 fmt-check: install
 	$(PY) -m dasc fmt --check $(SPACES)
 
+# Each benchmark prints JSON lines; record the figures in bench/RESULTS.md. Add new ones here.
 bench: install
 	$(PY) bench/compile_scaling.py
+	$(PY) bench/supernet_step.py --C 8 --layers 5 --batch 32 --order 1 --steps 10 --json
+	$(PY) bench/supernet_step.py --C 8 --layers 5 --batch 32 --order 2 --steps 10 --json
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache .hypothesis build dist *.egg-info
