@@ -89,7 +89,7 @@ class BudgetRule:
         return self.limit - self.fixed
 
     def describe(self) -> str:
-        return f"budget <= {self.budget:g} {UNIT[self.kind]} ({self.kind})"
+        return f"budget <= {self.budget:g} {UNIT[self.kind]}"
 
 
 def _node_ticks(ir: IR, n: str, p: Any, op_ticks: OpTicks) -> int:
