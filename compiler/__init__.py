@@ -6,9 +6,10 @@ does not drag in the whole pipeline, and importing the package stays cheap:
     from dasc.compiler import compile_space
     ir = compile_space("spaces/darts.das", {"C": 16})
 
-`compile_space`/`compile_module` (pipeline.py), `expand` (expand.py), `infer_shapes`
-(shapes.py), `insert_adapters` (adapters.py), `verify`/`VerifyError` (verify.py),
-`dump`/`load` (serialize.py), `IR`/`ir_equal` (ir.py).
+`compile_space`/`compile_module` (pipeline.py), `infer_shapes` (shapes.py),
+`insert_adapters` (adapters.py), `VerifyError` (verify.py), `dump`/`load` (serialize.py),
+`IR`/`ir_equal` (ir.py). `expand` and `verify` share their module's name, so import them
+from `dasc.compiler.expand` / `dasc.compiler.verify`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any
 
 _EXPORTS = {
     "compile_space": "pipeline", "compile_module": "pipeline",
-    "expand": "expand", "infer_shapes": "shapes", "insert_adapters": "adapters",
-    "verify": "verify", "VerifyError": "verify",
+    "infer_shapes": "shapes", "insert_adapters": "adapters", "VerifyError": "verify",
     "dump": "serialize", "load": "serialize",
     "IR": "ir", "ir_equal": "ir",
 }
