@@ -17,10 +17,11 @@ from typing import Mapping
 import networkx as nx
 
 import dasc.ops  # noqa: F401  (registers the built-in ops)
-from dasc.compiler.emit import GraphTarget
+from dasc.compiler.emit import GraphTarget, local_id
 from dasc.compiler.evaluate import Interpreter
 from dasc.compiler.ir import (
-    IR, ChoiceNode, CountRule, InputNode, OutputNode, PathRule, Region, Rule, SearchSetting,
+    IR, ChoiceNode, CombineNode, CountRule, InputNode, OutputNode, PathRule, Region, Rule,
+    SearchSetting,
 )
 from dasc.compiler.scope import LANGUAGE_CALLS, Frame, Globals, RegionCtx
 from dasc.compiler.values import Budget, IdPool, Tensor, did_you_mean
@@ -64,6 +65,7 @@ class _Expander:
         self.build_network(ir, network, input_decl)
         _drop_dead(ir)
         ir.regions = _regions(ir, self.interp.regions, network, input_decl.name.id)
+        _check_live_sharing(ir)
         ir.rules = tuple(self.rules(ir))
         ir.search = tuple(self.search())
         return ir
@@ -285,6 +287,33 @@ def _regions(ir: IR, cells: list[Region], network: ast.NetworkDecl, input_id: st
                           span=r.span))
         seen.add(r.key)
     return tuple(out)
+
+
+def _check_live_sharing(ir: IR) -> None:
+    """Instances sharing α must still have the same decisions once unused nodes are gone.
+
+    Expansion compared the instances' choices as written; a choice whose value one instance
+    uses and another ignores (`return if flag then y else x`) survives in only one of them.
+    """
+    live: dict[str, list[str]] = {}
+    for node_id, p in ir.nodes():
+        if isinstance(p, ChoiceNode) or (isinstance(p, CombineNode) and p.select):
+            live.setdefault(p.scope, []).append(local_id(node_id, p.scope))
+    first: dict[str, Region] = {}
+    for r in ir.regions:
+        if r.cell is None:
+            continue
+        lead = first.setdefault(r.key, r)
+        mine, theirs = live.get(r.id, []), live.get(lead.id, [])
+        if mine != theirs:
+            gone = sorted(set(mine) ^ set(theirs))[0]
+            has, lacks = (r, lead) if gone in mine else (lead, r)
+            raise TypeError_(
+                f"instances `{lead.id}` and `{r.id}` of cell `{r.cell}` share α (key "
+                f"`{r.key}`) but `{has.id}` uses the decision `{gone}` and `{lacks.id}` "
+                "ignores its value", r.span,
+                "instances sharing α need the same choices; add the parameter that changes "
+                f"them to `shared per`, or declare `{r.cell}` independent")
 
 
 def _offered(ir: IR, op: str, cell: str | None) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dasc.compiler.expand import expand
-from dasc.compiler.ir import ChoiceNode, CombineNode, CountRule, OpNode, PathRule
+from dasc.compiler.ir import ChoiceNode, CombineNode, CountRule, PathRule
 from dasc.compiler.verify import verify
 from dasc.dsl.parser import parse
 from dasc.errors import ConstraintError, DascError, NameError_, ShapeError, TypeError_, UsageError
@@ -270,6 +270,13 @@ def test_shared_instances_must_match():
 
 
 @pytest.mark.slow
+def test_shared_instances_must_use_the_same_choices():
+    e = err(HEAD + """
+      cell c(x; n) shared { y = choice(pools, x) return if n then y else relu(x) }
+      network { return c(c(image, 1), 0) }""")
+    assert "`c0` uses the decision `y`" in e.message and e.span.line == 6
+
+
 def test_node_limit():
     e = err(HEAD + "network { x = image for i in 0 .. 60000 { x = relu(relu(x)) } return x }")
     assert isinstance(e, UsageError) and "100,000 nodes" in e.message
