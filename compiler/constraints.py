@@ -20,10 +20,8 @@ from typing import Any, Iterable, Sequence
 
 from dasc.compiler.arch import NETWORK, Structure, from_decisions, structure
 from dasc.compiler.budget import BudgetRule, violation
-from dasc.compiler.count import (
-    BIG, count_satisfying, make_plan, reps, solve,
-)
-from dasc.compiler.dp import INF, CountTracker, MaxScore, PathTracker, Sweep, build_dag, flatten
+from dasc.compiler.count import BIG, MaxScore, count_satisfying, flatten, make_plan, reps, solve
+from dasc.compiler.dp import INF, CountTracker, PathTracker, Sweep, build_dag
 from dasc.compiler.ir import IR, ChoiceNode, CombineNode, PathRule, Region, Rule
 from dasc.errors import ConstraintError
 
@@ -98,13 +96,13 @@ def _best_cell(ir: IR, st: Structure, rule: Rule) -> tuple[Region, list]:
         steps = build_dag(ir, st, st.members(rep.id), rep.inputs)
         if isinstance(rule, PathRule):
             tr = (PathTracker(frozenset(rep.inputs), rule.min_nonskip, rep.output, report=True),)
-            sweep = Sweep(ir, st, steps, tr, (), MaxScore(lambda c, i: 0.0))
+            sweep = Sweep(ir, st, steps, tr, (), MaxScore(lambda c, i: 0))
             final = sweep.forward()
             state = max(final, key=lambda s: _path_key(sweep.profile(s)[0][0]))
             bad = _path_key(sweep.profile(state)[0][0]) < rule.min_nonskip
         else:
             tr = (CountTracker(rule.op, BIG, report=True),)
-            sweep = Sweep(ir, st, steps, (), tr, MaxScore(lambda c, i: 0.0))
+            sweep = Sweep(ir, st, steps, (), tr, MaxScore(lambda c, i: 0))
             final = sweep.forward()
             state = min(final, key=lambda s: sweep.profile(s)[1][0])
             bad = sweep.profile(state)[1][0] > rule.max_count
@@ -116,7 +114,7 @@ def _best_cell(ir: IR, st: Structure, rule: Rule) -> tuple[Region, list]:
 
 def _best_network(ir: IR, st: Structure, rule: Rule) -> list:
     """Decisions of the architecture that comes closest to satisfying a network-level rule."""
-    solved = solve(make_plan(ir, (rule,), st, report=True), MaxScore(lambda c, i: 0.0))
+    solved = solve(make_plan(ir, (rule,), st, report=True), MaxScore(lambda c, i: 0))
     sweep = solved.sweep
     if isinstance(rule, PathRule):
         state = max(solved.final, key=lambda s: _path_key(sweep.profile(s)[0][0]))

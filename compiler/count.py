@@ -1,5 +1,6 @@
-"""Counting architectures, and the solve across regions that counting, discretization and
-sampling share.
+"""Counting architectures, and what counting, discretization and sampling share: the two
+semirings of the DP (`Counting`: Python ints; `MaxScore`: score and back-pointer) and the solve
+across regions.
 
 `Plan` decides what is swept where: every sharing key with several instances is a `Unit` swept
 once on its representative (its decisions are made once for all instances); cell instances
@@ -20,13 +21,12 @@ appears once (the product over sharing keys).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from dasc.compiler.arch import NETWORK, Structure, structure
 from dasc.compiler.budget import BudgetRule
 from dasc.compiler.dp import (
-    Counting, CountTracker, Decision, MaxScore, PathTracker, Step, Sweep, TooManyStates,
-    build_dag, flatten,
+    CountTracker, Decision, PathTracker, Step, Sweep, TooManyStates, build_dag,
 )
 from dasc.compiler.ir import IR, CountRule, PathRule, Region, Rule
 from dasc.errors import ConstraintError
@@ -49,6 +49,85 @@ def count_architectures(ir: IR) -> Counts:
     satisfying = count_satisfying(ir, ir.rules, st) if ir.rules else total
     return Counts(total, satisfying)
 
+
+# ----------------------------------------------------------------------------- semirings
+
+def flatten(ptr: Any) -> list[Decision]:
+    """The decisions of a nested back-pointer, in the order they were made."""
+    out: list[Decision] = []
+    stack = [ptr]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Decision):
+            out.append(x)
+        elif isinstance(x, tuple):
+            stack.extend(reversed(x))
+    return out
+
+
+class Counting:
+    """Values are Python ints: the number of architectures reaching a state."""
+
+    one = 1
+
+    @staticmethod
+    def plus(a: int, b: int) -> int:
+        return a + b
+
+    @staticmethod
+    def times(a: int, b: int) -> int:
+        return a * b
+
+    def weight(self, ir: IR, info: tuple) -> int:
+        if info[0] == "choice":
+            return len(info[2])
+        if info[0] == "keep":
+            w = 1
+            for _, idx in info[3]:
+                w *= len(idx) if idx is not None else 1
+            return w
+        return info[3]  # unit: the count of that profile
+
+
+@dataclass
+class MaxScore:
+    """Values are (score, back-pointer); ties keep the first branch found (deterministic).
+
+    `score(choice_id, candidate_index)` is the gain of picking that candidate: an int (sums
+    are then exact; discretize scales its log-weights so) or -inf.
+    """
+
+    score: Callable[[str, int], float]
+    one: tuple = (0, None)
+
+    @staticmethod
+    def plus(a: tuple, b: tuple) -> tuple:
+        return a if a[0] >= b[0] else b
+
+    @staticmethod
+    def times(a: tuple, b: tuple) -> tuple:
+        if a[1] is None:
+            return (a[0] + b[0], b[1])
+        return (a[0] + b[0], a[1] if b[1] is None else (a[1], b[1]))
+
+    def best(self, ir: IR, choice_id: str, idx: Sequence[int]) -> tuple:
+        i = max(idx, key=lambda j: (self.score(choice_id, j), -j))
+        node = ir.node(choice_id)
+        return (self.score(choice_id, i), Decision("choice", node.alpha, node.candidates[i].name))
+
+    def weight(self, ir: IR, info: tuple) -> tuple:
+        if info[0] == "choice":
+            return self.best(ir, info[1], info[2])
+        if info[0] == "keep":
+            val: tuple = (0, Decision("keep", ir.node(info[1]).select, info[2]))
+            for c, idx in info[3]:
+                if c is not None:
+                    val = self.times(val, self.best(ir, c, idx))
+            return val
+        return (info[3][0], (Decision("unit", info[1], info[2]), info[3][1]))
+
+
+# ----------------------------------------------------------------------------- plans
 
 @dataclass(frozen=True)
 class Unit:

@@ -12,11 +12,13 @@ the largest strength max_{o != none} w_o (stable order: the lower position wins 
 the argmax op on each (the first on ties). Without rules the decisions of different nodes and
 choices do not interact, so the score is maximized node by node; on one node it is a sum of
 log w over the kept edges, each maximized by its edge's argmax, i.e. its strength; since log
-is increasing (and rounding is monotone, so float sums keep the order), a sum of k strengths
-is largest for the top-k edges. Hence DARTS's architecture is optimal, and `discretize`
-returns exactly it (with its tie-breaking) whenever it satisfies the rules: rules that are not
-binding never change the answer. Otherwise the exact optimum over the architectures that
-satisfy the rules is found by the max-score semiring of dp.py (ties: first found).
+is increasing, a sum of k strengths is largest for the top-k edges. Hence DARTS's architecture
+is optimal, and `discretize` returns exactly it (with its tie-breaking) whenever it satisfies
+the rules: rules that are not binding never change the answer. Otherwise the exact optimum over
+the architectures that satisfy the rules is found by the max-score semiring (count.MaxScore,
+ties: first found). The DP adds the log-weights exactly (as integers, see `_exact`): in floats
+a sum of many terms absorbs a difference of 1e-16, and the DP could then prefer an edge that
+DARTS ranks lower; exactly, with distinct weights the optimum is unique and is DARTS's.
 
 Sigmoid gates (`mode="sigmoid"`): each op has an independent gate in (0, 1) and an op is "on"
 when its gate exceeds `threshold`. One op per choice is still picked (the highest gate), but
@@ -69,6 +71,20 @@ def gate_weights(ir: IR, scores: Mapping[str, Sequence[float]], mode: str = "dar
 
 def _log(w: float) -> float:
     return math.log(w) if w > 0 else -math.inf
+
+
+EXACT = 1 << 1100  # every finite double is an integer multiple of 2**-1074
+ZERO_WEIGHT = -(1 << 1300)  # log 0: below any sum of finite logs (each > -2**1110)
+
+
+def _exact(x: float) -> int:
+    """A log-weight as an exact integer (x * 2**1100): the DP then adds scores without
+    rounding, so a tiny difference is never absorbed into a large sum. log 0 = -inf becomes
+    `ZERO_WEIGHT`, so among architectures that need a zero weight, fewer of them win."""
+    if x == -math.inf:
+        return ZERO_WEIGHT
+    n, d = x.as_integer_ratio()
+    return n * (EXACT // d)
 
 
 def darts_rule(ir: IR, weights: Mapping[str, Sequence[float]],
@@ -137,7 +153,7 @@ def discretize(ir: IR, scores: Mapping[str, Sequence[float]], *, mode: str = "da
         arch = darts_rule(ir, weights, st)
         if arch is not None and (not rules or not violations(ir, arch, rules, st=st)):
             return arch
-    logs = {k: [_log(v) for v in w] for k, w in weights.items()}
+    logs = {k: [_exact(_log(v)) for v in w] for k, w in weights.items()}
     alpha = {n: p.alpha for n, p in ir.choices()}
     decisions = best_decisions(ir, lambda c, i: logs[alpha[c]][i], rules, st)
     if decisions is None and budget is not None:

@@ -4,7 +4,8 @@ Counting architectures, checking constraints, exact constrained discretization a
 sampling are the same sweep: walk the region's nodes in topological order, and at each decision
 (a choice point picks a candidate, a `keep k` sum picks k inputs) branch on the options. What
 varies is what a branch is worth: a multiplicity (counting, sampling) or a score with a
-back-pointer (discretization). That is the `Semiring`.
+back-pointer (discretization). That is the semiring (`count.Counting`, `count.MaxScore`): a
+sweep only asks it for `one`, `plus`, `times` and the `weight` of a branch.
 
 Why it stays linear: the DP state holds only what later nodes can still see, namely
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from dasc.compiler.arch import Structure
 from dasc.compiler.ir import IR, ChoiceNode, CombineNode
@@ -145,82 +146,6 @@ class Decision:
     kind: str
     key: str
     value: Any
-
-
-def flatten(ptr: Any) -> list[Decision]:
-    """The decisions of a nested back-pointer, in the order they were made."""
-    out: list[Decision] = []
-    stack = [ptr]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, Decision):
-            out.append(x)
-        elif isinstance(x, tuple):
-            stack.extend(reversed(x))
-    return out
-
-
-# ----------------------------------------------------------------------------- semirings
-
-class Counting:
-    """Values are Python ints: the number of architectures reaching a state."""
-
-    one = 1
-
-    @staticmethod
-    def plus(a: int, b: int) -> int:
-        return a + b
-
-    @staticmethod
-    def times(a: int, b: int) -> int:
-        return a * b
-
-    def weight(self, ir: IR, info: tuple) -> int:
-        if info[0] == "choice":
-            return len(info[2])
-        if info[0] == "keep":
-            w = 1
-            for _, idx in info[3]:
-                w *= len(idx) if idx is not None else 1
-            return w
-        return info[3]  # unit: the count of that profile
-
-
-@dataclass
-class MaxScore:
-    """Values are (score, back-pointer); ties keep the first branch found (deterministic).
-
-    `score(choice_id, candidate_index)` is the gain of picking that candidate.
-    """
-
-    score: Callable[[str, int], float]
-    one: tuple = (0.0, None)
-
-    @staticmethod
-    def plus(a: tuple, b: tuple) -> tuple:
-        return a if a[0] >= b[0] else b
-
-    @staticmethod
-    def times(a: tuple, b: tuple) -> tuple:
-        if a[1] is None:
-            return (a[0] + b[0], b[1])
-        return (a[0] + b[0], a[1] if b[1] is None else (a[1], b[1]))
-
-    def best(self, ir: IR, choice_id: str, idx: Sequence[int]) -> tuple:
-        i = max(idx, key=lambda j: (self.score(choice_id, j), -j))
-        node = ir.node(choice_id)
-        return (self.score(choice_id, i), Decision("choice", node.alpha, node.candidates[i].name))
-
-    def weight(self, ir: IR, info: tuple) -> tuple:
-        if info[0] == "choice":
-            return self.best(ir, info[1], info[2])
-        if info[0] == "keep":
-            val: tuple = (0.0, Decision("keep", ir.node(info[1]).select, info[2]))
-            for c, idx in info[3]:
-                if c is not None:
-                    val = self.times(val, self.best(ir, c, idx))
-            return val
-        return (info[3][0], (Decision("unit", info[1], info[2]), info[3][1]))
 
 
 # ----------------------------------------------------------------------------- the sweep

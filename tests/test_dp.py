@@ -17,10 +17,8 @@ import pytest
 from hypothesis import strategies as st
 
 from dasc.compiler.arch import structure
-from dasc.compiler.count import count_satisfying
-from dasc.compiler.dp import (
-    INF, Counting, CountTracker, MaxScore, PathTracker, Sweep, build_dag, flatten,
-)
+from dasc.compiler.count import Counting, MaxScore, count_satisfying, flatten
+from dasc.compiler.dp import INF, CountTracker, PathTracker, Sweep, build_dag
 from dasc.compiler.ir import (
     IR, BlockNode, Candidate, ChoiceNode, CombineNode, CountRule, InputNode, OpCall, OpNode,
     OutputNode, PathRule, Region,
