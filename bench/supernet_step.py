@@ -146,6 +146,8 @@ def spawn(side: str, args) -> dict:
 def machine_info(device: str) -> dict:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "python": platform.python_version()}
+    if hasattr(os, "getloadavg"):  # a busy machine makes CPU timings meaningless: record it
+        info["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     try:
         import torch
         info["torch"] = torch.__version__
