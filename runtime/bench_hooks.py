@@ -22,7 +22,8 @@ def search_lowering() -> LoweringOptions:
     from dasc.runtime.config import SearchConfig
 
     cfg = SearchConfig()
-    fields = {"channels_last": bool(cfg.channels_last), "checkpoint": bool(cfg.checkpoint)}
+    fields = {"channels_last": bool(cfg.channels_last), "checkpoint": bool(cfg.checkpoint),
+              "recompute_pointwise": bool(cfg.recompute_pointwise)}
     for item in filter(None, os.environ.get("DASC_BENCH_LOWERING", "").split(",")):
         key, _, value = item.partition("=")
         fields[key.strip()] = value.strip() not in ("0", "false", "False")

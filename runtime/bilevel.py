@@ -11,6 +11,7 @@ differentiates through the virtual step with autograd instead; tests use it as t
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -45,11 +46,30 @@ def loss_of(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]
     return F.cross_entropy(logits, y), logits
 
 
+@contextmanager
+def frozen(params: list[nn.Parameter]):
+    """Parameters that a pass does not differentiate stop requiring grad for its duration.
+
+    Autograd then saves only what the wanted gradient needs: with w frozen, a convolution keeps
+    no input for its weight gradient; with α frozen, a mixed op keeps no candidate output for
+    α's gradient. Both the α step and the w step store markedly less (and run faster).
+    """
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
 def _virtual_weights(parts: StepParts, train: Batch, xi: float, momentum: float,
                      weight_decay: float, w_opt: torch.optim.Optimizer) -> list[torch.Tensor]:
     """w' = w − ξ(momentum·buf + ∇_w L_train + λw), detached (DARTS's unrolled model)."""
-    loss, _ = loss_of(parts.model, train)
-    grads = torch.autograd.grad(loss, parts.weights, allow_unused=True)
+    with frozen(parts.alphas):
+        loss, _ = loss_of(parts.model, train)
+        grads = torch.autograd.grad(loss, parts.weights, allow_unused=True)
     grads = [torch.zeros_like(w) if g is None else g for w, g in zip(parts.weights, grads)]
     parts.reduce(grads)
     new = []
@@ -87,9 +107,10 @@ def objective(parts: StepParts, loss: torch.Tensor) -> torch.Tensor:
 
 def first_order_alpha_grad(parts: StepParts, valid: Batch) -> torch.Tensor:
     """∇_α (L_val + penalty) at the current w; returns the validation loss."""
-    loss, _ = loss_of(parts.model, valid)
-    total = objective(parts, loss)
-    grads = torch.autograd.grad(total, parts.alphas, allow_unused=True)
+    with frozen(parts.weights):
+        loss, _ = loss_of(parts.model, valid)
+        total = objective(parts, loss)
+        grads = torch.autograd.grad(total, parts.alphas, allow_unused=True)
     _assign(parts.alphas, grads, parts.reduce)
     return loss.detach()
 
@@ -125,8 +146,9 @@ def second_order_alpha_grad(parts: StepParts, train: Batch, valid: Batch, xi: fl
 
 
 def _alpha_grads_of_train(parts: StepParts, train: Batch) -> list[torch.Tensor]:
-    loss, _ = loss_of(parts.model, train)
-    grads = torch.autograd.grad(loss, parts.alphas, allow_unused=True)
+    with frozen(parts.weights):
+        loss, _ = loss_of(parts.model, train)
+        grads = torch.autograd.grad(loss, parts.alphas, allow_unused=True)
     grads = [torch.zeros_like(a) if g is None else g for a, g in zip(parts.alphas, grads)]
     parts.reduce(grads)
     return grads
@@ -172,8 +194,9 @@ def weight_step(parts: StepParts, train: Batch, w_opt: torch.optim.Optimizer,
                 grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on w (α frozen); returns the training loss and logits."""
     w_opt.zero_grad(set_to_none=True)
-    loss, logits = loss_of(parts.model, train)
-    grads = torch.autograd.grad(loss, parts.weights, allow_unused=True)
+    with frozen(parts.alphas):
+        loss, logits = loss_of(parts.model, train)
+        grads = torch.autograd.grad(loss, parts.weights, allow_unused=True)
     _assign(parts.weights, grads, parts.reduce)
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(parts.weights, grad_clip)

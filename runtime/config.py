@@ -49,6 +49,7 @@ class SearchConfig:
     partial_channels: int = 1
     channels_last: int = 1
     checkpoint: int = 0
+    recompute_pointwise: int = 1
     threshold: float = 0.5
     train_portion: float = 0.5
     seed: int = 0
@@ -94,7 +95,7 @@ def _convert(key: str, value: object, span: Span | None, origin: str) -> object:
     if key in _CHOICES and converted not in _CHOICES[key]:
         raise UsageError(f"search setting `{key}` cannot be {converted!r} ({origin})", span,
                          f"choose one of: {', '.join(_CHOICES[key])}")
-    if key in ("channels_last", "checkpoint") and converted not in (0, 1):
+    if key in ("channels_last", "checkpoint", "recompute_pointwise") and converted not in (0, 1):
         raise UsageError(f"search setting `{key}` must be 0 or 1, got {converted} ({origin})", span,
                          f"write `{key} = 1` to turn it on")
     if key == "order" and converted not in (1, 2):

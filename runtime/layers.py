@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from contextlib import contextmanager, nullcontext
+
 import torch
+from torch.utils.checkpoint import checkpoint
 from torch import nn
 
 
@@ -123,9 +126,49 @@ class Zero(nn.Module):
         return f"stride={self.stride}"
 
 
-def _after_first(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    for module in list(seq)[1:]:
-        x = module(x)
+def _pointwise_bn(conv: nn.Module, bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return bn(conv(x))
+
+
+@contextmanager
+def frozen_bn_stats(module: nn.Module):
+    """Momentum 0 while a checkpointed forward is recomputed: running stats update once."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
+             for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
+def _after_first(seq: nn.Sequential, x: torch.Tensor, recompute_pointwise: bool = False) -> torch.Tensor:
+    """Run `seq` without its leading ReLU.
+
+    With `recompute_pointwise`, each 1×1 conv + BN pair keeps only its input for the backward
+    pass and recomputes the conv output there: 1×1 convs are the cheapest ops of a DARTS cell
+    but their outputs (BN's saved inputs) are a large share of a super-network's memory.
+    """
+    modules = list(seq)[1:]
+    i = 0
+    while i < len(modules):
+        m = modules[i]
+        pair = (recompute_pointwise and torch.is_grad_enabled() and i + 1 < len(modules)
+                and isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)
+                and isinstance(modules[i + 1], nn.BatchNorm2d))
+        if pair:
+            bn = modules[i + 1]
+            x = checkpoint(_pointwise_bn, m, bn, x, use_reentrant=False,
+                           context_fn=lambda bn=bn: (nullcontext(), frozen_bn_stats(bn)))
+            i += 2
+        else:
+            x = m(x)
+            i += 1
     return x
 
 
@@ -147,7 +190,7 @@ class ReLUConvBN(nn.Module):
 
     def forward_from_relu(self, relu_x: torch.Tensor) -> torch.Tensor:
         """The op after its leading ReLU, so a mixed op can share one ReLU per input."""
-        return _after_first(self.op, relu_x)
+        return _after_first(self.op, relu_x, getattr(self, "recompute_pointwise", False))
 
 
 class DilConv(nn.Module):
@@ -169,7 +212,7 @@ class DilConv(nn.Module):
 
     def forward_from_relu(self, relu_x: torch.Tensor) -> torch.Tensor:
         """The op after its leading ReLU, so a mixed op can share one ReLU per input."""
-        return _after_first(self.op, relu_x)
+        return _after_first(self.op, relu_x, getattr(self, "recompute_pointwise", False))
 
 
 class SepConv(nn.Module):
@@ -184,7 +227,7 @@ class SepConv(nn.Module):
             nn.Conv2d(cin, cin, k, stride=stride, padding=padding, groups=cin, bias=False),
             nn.Conv2d(cin, cin, 1, padding=0, bias=False),
             nn.BatchNorm2d(cin, affine=affine),
-            nn.ReLU(inplace=False),
+            nn.ReLU(inplace=True),  # BN's backward needs its input, not its output: no copy
             nn.Conv2d(cin, cin, k, stride=1, padding=padding, groups=cin, bias=False),
             nn.Conv2d(cin, cout, 1, padding=0, bias=False),
             nn.BatchNorm2d(cout, affine=affine),
@@ -195,7 +238,7 @@ class SepConv(nn.Module):
 
     def forward_from_relu(self, relu_x: torch.Tensor) -> torch.Tensor:
         """The op after its leading ReLU, so a mixed op can share one ReLU per input."""
-        return _after_first(self.op, relu_x)
+        return _after_first(self.op, relu_x, getattr(self, "recompute_pointwise", False))
 
 
 class FactorizedReduce(nn.Module):

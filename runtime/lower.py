@@ -31,7 +31,8 @@ class LoweringOptions:
     conv candidates once per input, however many choices read that input (a DARTS cell has 14
     edges but 5 distinct inputs). `channels_last`: NHWC memory format, which makes depthwise
     convolutions several times faster on CPU. `checkpoint`: recompute mixed ops in the backward
-    pass instead of storing their activations.
+    pass instead of storing their activations. `recompute_pointwise`: recompute only the
+    outputs of 1×1 conv + BN pairs inside conv candidates (cheap, a large share of memory).
     """
 
     gate: str = "softmax"
@@ -41,6 +42,7 @@ class LoweringOptions:
     share: bool = True
     channels_last: bool = False
     checkpoint: bool = False
+    recompute_pointwise: bool = False
 
 
 @dataclass
@@ -276,6 +278,11 @@ def lower(ir: IR, options: LoweringOptions | None = None) -> fx.GraphModule:
     gm = fx.GraphModule(root, builder.graph, class_name=_ident(ir.name).title() + "Net")
     if options.channels_last:
         gm = gm.to(memory_format=torch.channels_last)
+    if options.recompute_pointwise:
+        for mixed in (m for m in gm.modules() if isinstance(m, MixedOp)):
+            for cand in mixed.candidates.values():
+                if hasattr(cand, "forward_from_relu"):
+                    cand.recompute_pointwise = True
     gm.dasc = NetInfo(ir.name, builder.alphas, builder.mixed)
     return gm
 

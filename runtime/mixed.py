@@ -6,12 +6,14 @@ and a user can put the super-network in their own training loop.
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from dasc.runtime.layers import frozen_bn_stats
 
 
 class Block(nn.Module):
@@ -108,25 +110,8 @@ class MixedOp(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor, *pre: torch.Tensor) -> torch.Tensor:
         if self.checkpoint and torch.is_grad_enabled() and not self.hard:
             return checkpoint(self._forward, x, weights, *pre, use_reentrant=False,
-                              context_fn=lambda: (nullcontext(), _frozen_bn_stats(self)))
+                              context_fn=lambda: (nullcontext(), frozen_bn_stats(self)))
         return self._forward(x, weights, *pre)
-
-
-@contextmanager
-def _frozen_bn_stats(module: nn.Module):
-    """Momentum 0 while a checkpointed forward is recomputed: running stats update once."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
-             for m in norms]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, (momentum, tracked) in zip(norms, saved):
-            m.momentum = momentum
-            if tracked is not None:
-                m.num_batches_tracked.copy_(tracked)
 
 
 def sum_inputs(*tensors: torch.Tensor) -> torch.Tensor:
@@ -135,4 +120,3 @@ def sum_inputs(*tensors: torch.Tensor) -> torch.Tensor:
     for t in tensors[1:]:
         total = total + t
     return total
-

@@ -139,7 +139,8 @@ class Searcher:
         torch.manual_seed(config.seed)
         self.model = lower(ir, LoweringOptions(
             gate=config.gate, tau=config.tau, partial_channels=config.partial_channels,
-            channels_last=bool(config.channels_last), checkpoint=bool(config.checkpoint)))
+            channels_last=bool(config.channels_last), checkpoint=bool(config.checkpoint),
+            recompute_pointwise=bool(config.recompute_pointwise)))
         self.model.to(self.device)
         if parallel.sync_bn and parallel.world > 1:
             from dasc.runtime import sync_bn

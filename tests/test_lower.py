@@ -112,7 +112,7 @@ def test_generated_code_names_nodes_after_the_source():
 
 @pytest.mark.parametrize("options", [
     LoweringOptions(share=False), LoweringOptions(channels_last=True),
-    LoweringOptions(checkpoint=True)])
+    LoweringOptions(checkpoint=True), LoweringOptions(recompute_pointwise=True)])
 def test_lowering_optimisations_do_not_change_the_function(options):
     torch.manual_seed(0)
     plain = lower(tiny_ir(), LoweringOptions(share=False, alpha_init_std=1.0))
