@@ -138,8 +138,12 @@ def spawn(side: str, args) -> dict:
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        how = f"exit {proc.returncode}"
+        if proc.returncode < 0:  # killed by a signal; glibc abort messages go to the tty, not stderr
+            import signal
+            how = f"killed by {signal.Signals(-proc.returncode).name}"
         return {"median_ms": None, "peak_rss_mb": None,
-                "note": f"{side} run failed (exit {proc.returncode}): {' | '.join(tail)}"}
+                "note": f"{side} run failed ({how}): {' | '.join(tail) or 'no output'}"}
     return json.loads(lines[-1])
 
 
