@@ -274,7 +274,7 @@ class Calls(Choices):
         out = self.run_body(decl, sub, e.span)
         self.check_sharing(key, scope, self.graph.decisions.get(scope, []), e.span)
         self.regions.append(Region(scope, fn, key, tuple(str(t.ref) for t in tensors),
-                                   str(out.ref), key not in {r.key for r in self.regions},
+                                   str(out.ref), self.first_of_key[key][0] == scope,
                                    span=e.span))
         return out
 
