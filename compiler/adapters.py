@@ -33,10 +33,17 @@ class AdapterInfo:
 def insert_adapters(ir: IR) -> IR:
     """A copy of `ir` with adapters inserted; `ir` must have shapes."""
     out = ir.copy()
+    memo: dict = {}
     for node_id, node in list(out.nodes()):
         if isinstance(node, ChoiceNode):
             x = out.node(node.inputs[0]).shape
-            cands = tuple(_adapt_candidate(c, x, node.shape.c) for c in node.candidates)
+            cands = []
+            for c in node.candidates:
+                key = (c, c.span, x, node.shape.c)
+                if key not in memo:
+                    memo[key] = _adapt_candidate(c, x, node.shape.c)
+                cands.append(memo[key])
+            cands = tuple(cands)
             if cands != node.candidates:
                 out.graph.nodes[node_id]["node"] = replace(node, candidates=cands)
         elif isinstance(node, CombineNode) and node.kind == "sum":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dasc.compiler.choices import Choices
 from dasc.compiler.emit import Decision, GraphTarget
-from dasc.compiler.ir import OpCall, Region
+from dasc.compiler.ir import Candidate, OpCall, Region
 from dasc.compiler.scope import Frame, RegionCtx
 from dasc.compiler.values import IdPool, Naming, Tensor, Value, did_you_mean
 from dasc.dsl import ast
@@ -34,6 +34,7 @@ class Calls(Choices):
         self.cell_counts: dict[str, int] = {}
         self.scopes = IdPool()
         self.first_of_key: dict[str, tuple[str, list[Decision]]] = {}
+        self.candidates: dict[tuple, Candidate] = {}
 
     # ------------------------------------------------------------------ dispatch
 

@@ -93,6 +93,17 @@ class Choices:
     # ------------------------------------------------------------------ candidates
 
     def candidate(self, member: Member, call_kw, frame: Frame, span: Span) -> Candidate:
+        """The member applied with the choice's keywords; equal requests share one object
+        (DARTS builds the same eight candidates for every edge)."""
+        key = (member, tuple(sorted((k, v) for k, v, _ in call_kw)), frame.stack, frame.scope)
+        cached = self.candidates.get(key)
+        if cached is None:
+            cached = self.candidates[key] = self.make_candidate(member, call_kw, frame, span)
+        else:
+            self.budget.block_node(span)
+        return cached
+
+    def make_candidate(self, member: Member, call_kw, frame: Frame, span: Span) -> Candidate:
         merged: Merged = {k: (v, s) for k, v, s in call_kw}
         own = dict(member.kwargs)
         for (k, v), s in zip(member.kwargs, member.kwarg_spans):

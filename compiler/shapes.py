@@ -28,15 +28,16 @@ def infer_shapes(ir: IR) -> IR:
     """A copy of `ir` with every node's and every candidate op's `shape` set."""
     out = ir.copy()
     shapes: dict[str, Shape] = {}
+    memo: dict = {}  # candidates repeat across choices (every DARTS edge has the same eight)
     for node_id, node in list(out.nodes()):
         ins = tuple(shapes[i] for i in node.inputs)
-        new = _infer(node_id, node, ins)
+        new = _infer(node_id, node, ins, memo)
         shapes[node_id] = new.shape
         out.graph.nodes[node_id]["node"] = new
     return out
 
 
-def _infer(node_id: str, node: Node, ins: tuple[Shape, ...]) -> Node:
+def _infer(node_id: str, node: Node, ins: tuple[Shape, ...], memo: dict) -> Node:
     if isinstance(node, InputNode):
         if node.shape is None:
             raise ShapeError(f"the input `{node.name}` has no shape", node.span)
@@ -44,7 +45,7 @@ def _infer(node_id: str, node: Node, ins: tuple[Shape, ...]) -> Node:
     if isinstance(node, OpNode):
         return replace(node, shape=op_shape(node.call, ins, node.span))
     if isinstance(node, ChoiceNode):
-        return _choice(node, ins[0])
+        return _choice(node, ins[0], memo)
     if isinstance(node, CombineNode):
         return replace(node, shape=combine_shape(node, ins))
     if isinstance(node, OutputNode):
@@ -68,8 +69,13 @@ def _listing(names: list[str], shapes: list[Shape]) -> str:
     return ", ".join(f"`{n}` gives {s}" for n, s in zip(names, shapes))
 
 
-def _choice(node: ChoiceNode, x: Shape) -> ChoiceNode:
-    cands = [_candidate(c, x, node.span) for c in node.candidates]
+def _choice(node: ChoiceNode, x: Shape, memo: dict) -> ChoiceNode:
+    cands = []
+    for c in node.candidates:
+        key = (c, c.span, x, node.span)
+        if key not in memo:
+            memo[key] = _candidate(c, x, node.span)
+        cands.append(memo[key])
     outs = [c.shape for c in cands]
     if len({(s.h, s.w) for s in outs}) > 1:
         raise ShapeError(

@@ -44,6 +44,7 @@ def verify(ir: IR, stage: str, *, shaped: bool | None = None,
 class _Checker:
     def __init__(self, ir: IR, stage: str, shaped: bool, adapted: bool) -> None:
         self.ir, self.stage, self.shaped, self.adapted = ir, stage, shaped, adapted
+        self.checked: set[int] = set()  # ids of candidates already checked (they are shared)
 
     def fail(self, message: str) -> None:
         raise VerifyError(self.stage, message)
@@ -120,6 +121,9 @@ class _Checker:
                 self.fail(f"candidate {c.name} of {n!r} gives {c.shape}, the choice {p.shape}")
 
     def block(self, where: str, c: Candidate) -> None:
+        if id(c) in self.checked:
+            return
+        self.checked.add(id(c))
         if not c.nodes:
             self.fail(f"{where} has no ops")
         for i, b in enumerate(c.nodes):
