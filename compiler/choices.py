@@ -95,7 +95,7 @@ class Choices:
     def candidate(self, member: Member, call_kw, frame: Frame, span: Span) -> Candidate:
         """The member applied with the choice's keywords; equal requests share one object
         (DARTS builds the same eight candidates for every edge)."""
-        key = (member, tuple(sorted((k, v) for k, v, _ in call_kw)), frame.stack, frame.scope)
+        key = (member, tuple(sorted((k, v) for k, v, _ in call_kw)), frame.stack)
         cached = self.candidates.get(key)
         if cached is None:
             cached = self.candidates[key] = self.make_candidate(member, call_kw, frame, span)
