@@ -78,7 +78,7 @@ _CONSTRAINTS = "dasc.compiler.constraints"
 
 def check_constraints(ir: IR) -> None:
     """Run `constraints.check_satisfiable(ir)` when that module is installed."""
-    if not ir.rules or importlib.util.find_spec(_CONSTRAINTS) is None:
+    if importlib.util.find_spec(_CONSTRAINTS) is None:
         return
     module = importlib.import_module(_CONSTRAINTS)
     check = getattr(module, "check_satisfiable", None)
