@@ -73,10 +73,13 @@ class Calls(Choices):
 
     # ------------------------------------------------------------------ arguments
 
-    def positional(self, e: ast.Call, frame: Frame, naming: Naming, n_tensors: int
-                   ) -> tuple[list[Tensor], list[tuple[int, Span]]]:
-        """Evaluate positional arguments: `n_tensors` tensors, then integers."""
+    def positional(self, e: ast.Call, frame: Frame, naming: Naming, tensor_names: list[str],
+                   int_names: list[str]) -> tuple[list[Tensor], list[tuple[int, Span]]]:
+        """Evaluate positional arguments: the tensors, then integers."""
         fn = e.func.id
+        n_tensors = len(tensor_names)
+        shown = tensor_names + int_names[:2] + (["..."] if len(int_names) > 2 else [])
+        usage = f"{fn}({', '.join(shown)})"
         tensors: list[Tensor] = []
         ints: list[tuple[int, Span]] = []
         for i, a in enumerate(e.args):
@@ -85,7 +88,7 @@ class Calls(Choices):
                 if not isinstance(v, Tensor):
                     raise TypeError_(
                         f"`{fn}` expects a tensor as argument {i + 1}, got the integer {v}",
-                        a.span, f"tensor arguments come first: {fn}(x, ...)")
+                        a.span, f"tensor arguments come first: {usage}")
                 tensors.append(v)
             elif isinstance(v, Tensor):
                 raise TypeError_(
@@ -98,7 +101,7 @@ class Calls(Choices):
         if len(tensors) < n_tensors:
             raise TypeError_(
                 f"`{fn}` takes {_plural(n_tensors, 'tensor argument')}, got {len(tensors)}",
-                e.span, f"call it as {fn}({', '.join(['x'] * n_tensors)}, ...)")
+                e.span, f"call it as {usage}")
         return tensors, ints
 
     def keywords(self, kwargs: tuple[ast.Keyword, ...], frame: Frame, naming: Naming
@@ -213,7 +216,9 @@ class Calls(Choices):
         fn = e.func.id
         self.need_target(frame, fn, e.span)
         arity = spec.arity if spec.arity >= 0 else len(e.args)
-        tensors, ints = self.positional(e, frame, naming, arity)
+        tnames = ["x", "y", "z"][:arity] if arity <= 3 else [f"x{i}" for i in range(arity)]
+        tensors, ints = self.positional(e, frame, naming, tnames,
+                                        [p.name for p in spec.params])
         bound = self.bind(fn, [p.name for p in spec.params], ints,
                           self.keywords(e.kwargs, frame, naming))
         call = self.op_call(spec, bound, e.span)
@@ -225,7 +230,7 @@ class Calls(Choices):
         decl = self.g.ops[fn]
         self.need_target(frame, fn, e.span)
         self.no_recursion(fn, frame, e.func.span)
-        tensors, ints = self.positional(e, frame, naming, len(decl.sig.tensors))
+        tensors, ints = self.positional(e, frame, naming, *_names(decl.sig))
         values = self.bind_sig(fn, decl.sig, ints, self.keywords(e.kwargs, frame, naming),
                                e.span)
         slot = naming.root(fn) if root else naming.child(fn)
@@ -258,7 +263,7 @@ class Calls(Choices):
                              e.func.span, "cells are instantiated by the network body; "
                              "inside cells and ops, use composite ops")
         naming = Naming(frame.pool, None)
-        tensors, ints = self.positional(e, frame, naming, len(decl.sig.tensors))
+        tensors, ints = self.positional(e, frame, naming, *_names(decl.sig))
         values = self.bind_sig(fn, decl.sig, ints, self.keywords(e.kwargs, frame, naming),
                                e.span)
         index = self.cell_counts.get(fn, 0)
@@ -294,6 +299,10 @@ class Calls(Choices):
                 f"but their choices differ: {diff}", span,
                 "instances sharing α need the same choices; add the parameter that changes "
                 f"them to `shared per`, or declare `{cell}` independent")
+
+
+def _names(sig: ast.Signature) -> tuple[list[str], list[str]]:
+    return [p.name.id for p in sig.tensors], [p.name.id for p in sig.ints]
 
 
 def _difference(a: str, theirs: list[Decision], b: str, mine: list[Decision]) -> str | None:
