@@ -35,14 +35,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("-o", "--output", metavar="ARCH.json", help="also write the arch.json")
 
 
-def load_arch(ir, source: str):
-    """ARCH as DESIGN.md allows: arch.json (path or text), DARTS genotype, NB201 string."""
-    from dasc.compiler import archstrings
-    from dasc.compiler.arch import read_arch
-
-    return archstrings.read_any(source, ir) if archstrings.is_arch_string(source) else read_arch(source, ir)
-
-
 def arch_from_run(ir, run_dir: str):
     """The run's last gate weights, discretized exactly as `dasc search` did."""
     from dasc.compiler.discretize import discretize
@@ -85,6 +77,7 @@ def report(ir, arch) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from dasc.compiler.arch import read_arch
     from dasc.compiler.pipeline import compile_space
     from dasc.fsutil import atomic_write_json, check_output_path
 
@@ -92,7 +85,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         check_output_path(args.output)
     check_space_file(args.space, ctx.sources)
     ir = compile_space(args.space, dict(args.overrides), ctx.sources)
-    arch = arch_from_run(ir, args.run) if args.run else load_arch(ir, args.arch)
+    arch = arch_from_run(ir, args.run) if args.run else read_arch(args.arch, ir)
     data = report(ir, arch)
     if args.format != "json":
         from dasc.compiler import archstrings

@@ -15,7 +15,8 @@ from dasc.errors import UsageError
 # flag -> SearchConfig field, for the flags that override a setting
 _SETTING_FLAGS = ("epochs", "order", "gate", "device", "seed", "batch_size", "schedule", "tau",
                   "tau_end", "l1", "entropy", "cost", "cost_kind", "partial_channels",
-                  "arch_lr", "w_lr", "checkpoint")
+                  "arch_lr", "w_lr", "checkpoint", "latency_table", "cost_form", "cost_target",
+                  "cost_beta", "budget")
 
 
 def register(subparsers: Any) -> None:
@@ -38,7 +39,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--l1", type=float, metavar="W", help="L1 weight on the gate weights")
     p.add_argument("--entropy", type=float, metavar="W", help="entropy weight on each choice")
     p.add_argument("--cost", type=float, metavar="LAMBDA", help="expected-cost penalty weight")
-    p.add_argument("--cost-kind", choices=["params", "macs"])
+    p.add_argument("--cost-kind", choices=["params", "macs", "latency"])
+    p.add_argument("--latency-table", metavar="TABLE", help="a table from dasc profile (cost_kind latency)")
+    p.add_argument("--cost-form", choices=["additive", "multiplicative"],
+                   help="λ·E[cost] or loss·(E[cost]/target)^β (ProxylessNAS)")
+    p.add_argument("--cost-target", type=float, metavar="T", help="target of the multiplicative form")
+    p.add_argument("--cost-beta", type=float, metavar="B", help="exponent of the multiplicative form")
+    p.add_argument("--budget", type=float, metavar="N",
+                   help="hard budget in the cost unit: discretization never exceeds it")
     p.add_argument("--partial-channels", type=int, metavar="K", help="PC-DARTS: 1/K channels mixed")
     p.add_argument("--arch-lr", type=float, metavar="LR")
     p.add_argument("--w-lr", type=float, metavar="LR")

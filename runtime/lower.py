@@ -8,6 +8,7 @@ mixed op on the first input of node n2 in the fourth `darts` cell.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -262,9 +263,24 @@ class _Builder:
         return plan, pre
 
 
+# PyTorch 2.13's CPU kernels corrupt the heap on channels-last 1x1 convolutions with a single
+# output channel (FactorizedReduce at c=2 halves to 1): channels-last only for wider networks.
+CHANNELS_LAST_MIN = 8
+
+
+def _min_channels(ir: IR) -> int:
+    widths = [node.shape.c for _, node in ir.nodes()
+              if node.shape is not None and not isinstance(node, InputNode)]
+    for _, node in ir.choices():
+        widths.extend(b.shape.c for c in node.candidates for b in c.nodes if b.shape is not None)
+    return min(widths, default=CHANNELS_LAST_MIN)
+
+
 def lower(ir: IR, options: LoweringOptions | None = None) -> fx.GraphModule:
     """IR -> GraphModule with `.dasc` (a NetInfo); α live under `alphas`, the gate under `gate`."""
     options = options or LoweringOptions()
+    if options.channels_last and _min_channels(ir) < CHANNELS_LAST_MIN:
+        options = dataclasses.replace(options, channels_last=False)
     builder = _Builder(ir, options)
     for node_id, node in ir.nodes():
         builder.lower_node(node_id, node)

@@ -163,3 +163,16 @@ def test_schedules_start_and_end_where_told(kind):
 def test_gate_rejects_unknown_kind():
     with pytest.raises(ValueError):
         Gate("argmax")
+
+
+def test_channels_last_is_skipped_for_very_narrow_networks():
+    """Regression: channels-last 1x1 convs with one output channel crash PyTorch's CPU kernels
+    (found by bench/supernet_step.py at C=2); such networks keep the default layout."""
+    from dasc.compiler.pipeline import compile_space
+    from dasc.errors import Sources
+    from conftest import ROOT
+
+    ir = compile_space(str(ROOT / "spaces" / "darts.das"), {"C": 2, "layers": 3}, Sources())
+    gm = lower(ir, LoweringOptions(channels_last=True))
+    assert "channels_last" not in gm.code
+    gm(torch.randn(2, 3, 32, 32)).sum().backward()
