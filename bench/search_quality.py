@@ -38,6 +38,7 @@ def train_arch(ir, arch, data, epochs: int, seed: int, out: Path) -> dict:
     from dasc.compiler.prune import prune
     from dasc.runtime.train import TrainConfig, train
 
+    out.mkdir(parents=True, exist_ok=True)
     result = train(prune(ir, arch), data, TrainConfig(epochs=epochs, seed=seed), str(out))
     cost = arch_cost(ir, arch)
     return {"test_acc": result.test_acc, "params": cost.params, "macs": cost.macs,
