@@ -21,6 +21,7 @@ from dasc.errors import DascError, Sources, Span, UsageError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _INT = re.compile(r"[+-]?[0-9]+\Z")
+_MAX_DIGITS = 100  # dasc.dsl.ast.MAX_INT_DIGITS, without importing the front end here
 
 
 @dataclass
@@ -84,6 +85,10 @@ def parse_overrides(items: Iterable[str]) -> dict[str, int]:
         if not _INT.match(value):
             raise UsageError(f"bad --set value '{item}': '{value}' is not an integer",
                              hint=f"parameters are integers, e.g. --set {name}=16")
+        if len(value.lstrip("+-0")) > _MAX_DIGITS:
+            shown = value if len(value) <= 24 else value[:24] + "..."
+            raise UsageError(f"bad --set value '{name}={shown}': the integer is too large",
+                             hint=f"integers in a space have at most {_MAX_DIGITS} digits")
         out[name] = int(value)
     return out
 

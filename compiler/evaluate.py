@@ -137,9 +137,14 @@ class Interpreter(Calls):
             raise TypeError_("integer division by zero", e.span,
                              f"the right operand of `{e.op}` evaluates to 0 here")
         if e.op in _ARITH:
-            return {"+": left + right, "-": left - right, "*": left * right,
-                    "/": left // right if right else 0,
-                    "%": left % right if right else 0}[e.op]
+            value = {"+": left + right, "-": left - right, "*": left * right,
+                     "/": left // right if right else 0,
+                     "%": left % right if right else 0}[e.op]
+            if abs(value) > ast.MAX_INT:  # `p1 = p0 * p0` chains would otherwise run for hours
+                raise UsageError(f"integer overflow: `{e.op}` gives a number of more than "
+                                 f"{ast.MAX_INT_DIGITS} digits", e.span,
+                                 f"integers in a space have at most {ast.MAX_INT_DIGITS} digits")
+            return value
         if e.op in _COMPARE:
             return int({"==": left == right, "!=": left != right, "<": left < right,
                         "<=": left <= right, ">": left > right, ">=": left >= right}[e.op])

@@ -13,6 +13,12 @@ from dasc.errors import Span
 
 _NOSPAN = Span("<none>", 0, 0, 0, 0)
 
+#: Integers are arbitrarily large up to this many digits (a literal, a `--set` value, a computed
+#: value). Without a bound, a few lines of `p1 = p0 * p0` run for hours and a 100,000-digit
+#: literal takes seconds to convert; no channel count, size or loop bound comes near it.
+MAX_INT_DIGITS = 100
+MAX_INT = 10**MAX_INT_DIGITS - 1
+
 
 def _span() -> Span:
     return field(default=_NOSPAN, compare=False, repr=False)

@@ -24,6 +24,10 @@ from dasc.errors import DascError, ParseError, Span
 #: comes near this (the DARTS space is about 12 levels deep).
 MAX_DEPTH = 150
 
+#: Longer files are refused before parsing: LALR parsing in Python costs tens of microseconds
+#: per token, so a 10 MB file would take minutes; a real space is a few kilobytes.
+MAX_SOURCE_CHARS = 1_000_000
+
 KEYWORDS = frozenset(
     "space include param input ops op cell network constraint search for in if then else "
     "return keep choice shared per independent paths count and or not".split()
@@ -50,6 +54,11 @@ def parse(text: str, file: str) -> ast.Module:
     """Parse one `.das` text; `file` is only used in spans."""
     if text.startswith("\ufeff"):
         text = text[1:]
+    if len(text) > MAX_SOURCE_CHARS:
+        raise ParseError(f"the file is too long ({len(text):,} characters; the limit is "
+                         f"{MAX_SOURCE_CHARS:,})", Span.of_file(file),
+                         "a space is a page of text: repeat cells with `for` loops and "
+                         "parameters instead of writing the network out")
     _local.comments = comments = []
     try:
         try:
@@ -70,6 +79,16 @@ def parse(text: str, file: str) -> ast.Module:
                          "split it into several assignments") from None
     notes = tuple(ast.Comment(str(t).rstrip(), _tok_span(file, t)) for t in comments)
     return ast.Module(tuple(decls), file, notes)
+
+
+def _int(digits: str, span: Span) -> int:
+    """An INT token's value; checked by length first, since converting a 100,000-digit literal
+    is itself slow (and refused outright by Python's default int-string limit)."""
+    if len(digits.lstrip("0")) > ast.MAX_INT_DIGITS:
+        shown = digits if len(digits) <= 24 else f"{digits[:12]}...{digits[-6:]}"
+        raise ParseError(f"the integer {shown} ({len(digits):,} digits) is too large", span,
+                         f"integers in a space have at most {ast.MAX_INT_DIGITS} digits")
+    return int(digits)
 
 
 def _tok_span(file: str, tok: Token) -> Span:
@@ -202,8 +221,9 @@ class _Builder(Transformer_NonRecursive):
 
     def setting_number(self, meta, ch):
         tok = ch[0]
-        value = int(tok) if tok.type == "INT" else float(tok)
-        return ast.Num(value, _tok_span(self.file, tok))
+        span = _tok_span(self.file, tok)
+        value = _int(tok, span) if tok.type == "INT" else float(tok)
+        return ast.Num(value, span)
 
     def negative(self, meta, ch):
         return ast.Num(-ch[0].value, self._span(meta))
@@ -302,7 +322,8 @@ class _Builder(Transformer_NonRecursive):
         return self._name(ch[0])
 
     def int_(self, meta, ch):
-        return ast.Num(int(ch[0]), self._span(meta))
+        span = self._span(meta)
+        return ast.Num(_int(ch[0], span), span)
 
     def float_(self, meta, ch):
         raise ParseError(f"a float ({ch[0]}) where an integer belongs", self._span(meta),
