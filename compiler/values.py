@@ -20,7 +20,7 @@ from dasc.errors import Span, UsageError
 MAX_NODES = 100_000
 MAX_BLOCK_NODES = 1_000_000
 MAX_LOOP = 1_000_000
-MAX_STEPS = 5_000_000
+MAX_STEPS = 1_000_000  # at ~10 µs a step: refused within seconds, not minutes
 
 
 @dataclass(frozen=True)
