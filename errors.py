@@ -48,6 +48,10 @@ class Sources:
         text = self._texts.get(file)
         if text is None:
             try:
+                # A span may name a multi-gigabyte checkpoint or dataset: not worth reading
+                # the whole file to quote its first "line".
+                if Path(file).stat().st_size > _MAX_QUOTED_FILE:
+                    return None
                 text = Path(file).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError, ValueError):
                 return None
@@ -56,6 +60,21 @@ class Sources:
         if 1 <= lineno <= len(lines):
             return lines[lineno - 1]
         return None
+
+
+_MAX_QUOTED_FILE = 4 << 20
+_QUOTE_WIDTH = 120
+
+
+def _clip(text: str, col: int, width: int) -> tuple[str, int, int]:
+    """A window of a very long line (a minified or generated file) around the span, so one
+    diagnostic never prints megabytes; returns the window, the caret column and width."""
+    start = max(0, min(col - 1 - _QUOTE_WIDTH // 3, len(text) - _QUOTE_WIDTH))
+    prefix = "..." if start else ""
+    suffix = "..." if start + _QUOTE_WIDTH < len(text) else ""
+    col = col - start + len(prefix)
+    width = max(1, min(width, _QUOTE_WIDTH + len(prefix) - col + 1))
+    return prefix + text[start:start + _QUOTE_WIDTH] + suffix, col, width
 
 
 class DascError(Exception):
@@ -85,9 +104,12 @@ class DascError(Exception):
                 if self.span.end_line == self.span.line and self.span.end_col > self.span.col:
                     width = self.span.end_col - self.span.col
                 width = max(1, min(width, max(1, len(text) - self.span.col + 1)))
+                col = self.span.col
+                if len(text) > _QUOTE_WIDTH:
+                    text, col, width = _clip(text, col, width)
                 gutter = f"{self.span.line:>4} | "
                 out.append(gutter + text)
-                out.append(" " * (len(gutter) + self.span.col - 1) + "^" * width)
+                out.append(" " * (len(gutter) + col - 1) + "^" * width)
         for note in self.notes:
             out.append(f"note: {note}")
         if self.hint:
