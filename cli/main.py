@@ -110,9 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DascError as err:
         _report(err, ctx)
         return 2
-    except KeyboardInterrupt:
-        print("dasc: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as stop:  # a search's Interrupted says how to resume
+        print(f"dasc: {stop}" if str(stop) else "dasc: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        _report(UsageError(f"out of memory: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+                           hint="lower --batch-size, or the space's size with --set "
+                                "(channels, layers), or use a machine with more memory"), ctx)
+        return 2
     except BrokenPipeError:
         # `dasc compile x | head`: the reader left; not an error worth a traceback.
         try:
@@ -121,6 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError):
             pass
         return 1
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch reports a failed allocation as a RuntimeError (CPU) or its OutOfMemoryError
+    subclass (CUDA): the environment's limit, not a bug, so it gets a message, not a trace."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "out of memory" in text.lower() or \
+        "can't allocate memory" in text
 
 
 def _report(err: DascError, ctx: Context) -> None:

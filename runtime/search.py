@@ -106,8 +106,12 @@ class _InterruptFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-class Interrupted(Exception):
-    """The search stopped on Ctrl-C after saving a checkpoint at a step boundary."""
+class Interrupted(KeyboardInterrupt):
+    """The search stopped on Ctrl-C after saving a checkpoint at a step boundary.
+
+    A KeyboardInterrupt, so the CLI gives it exit status 130 like any Ctrl-C, and prints its
+    message, which says how to resume.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__(f"search interrupted; resume with: dasc search --resume {run_dir}")
