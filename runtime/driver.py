@@ -7,6 +7,7 @@ else and cannot silently continue with different settings.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,6 +70,7 @@ def run_search(request: SearchRequest, sources: Sources, resume: bool = False) -
     from dasc.runtime import distributed
     from dasc.runtime.config import resolve_config
     from dasc.runtime.data import check_fits, load_dataset
+    from dasc.runtime.lower import check_fits_in_memory
     from dasc.runtime.rundir import prepare_run_dir, write_json
 
     world = distributed.WorldInfo.from_env()
@@ -82,6 +84,8 @@ def run_search(request: SearchRequest, sources: Sources, resume: bool = False) -
         config = resolve_config(ir.search, request.settings)
     data = load_dataset(request.data)
     check_fits(data, _input_shape(ir), _classes(ir), ir.span)
+    _check_split(len(data.x_train), config, request.data)
+    check_fits_in_memory(ir)  # before RUN_DIR is created: a refused run leaves nothing behind
     if config.device == "cuda":
         _check_cuda(world)
 
@@ -229,8 +233,27 @@ def _check_cuda(world) -> None:
                          "use at most one process per GPU (--nproc / --nproc-per-node)")
 
 
+def _check_split(n: int, config, data: str) -> None:
+    """Both halves of the training data need images: an empty architecture half gives NaN
+    losses that would be misreported as a learning-rate problem."""
+    from dasc.runtime.search import split_indices
+
+    w, a = split_indices(n, config.train_portion, config.seed)
+    if not len(w) or not len(a):
+        raise UsageError(f"{data} has {n} training images: train_portion {config.train_portion:g} "
+                         f"leaves {len(w)} for the weights and {len(a)} for the architecture "
+                         "(validation) half", None,
+                         "use more training images, or a train_portion that leaves both halves "
+                         "some (DARTS uses 0.5)")
+
+
 def _config_record(request: SearchRequest, config) -> dict:
-    return {"dasc_version": __version__, "request": asdict(request), "config": config.to_json()}
+    """Paths are stored absolute, so `--resume` works from any working directory."""
+    fields = asdict(request)
+    fields["space"] = os.path.abspath(request.space)
+    if request.data != "digits":
+        fields["data"] = os.path.abspath(request.data)
+    return {"dasc_version": __version__, "request": fields, "config": config.to_json()}
 
 
 def request_from_run_dir(run_dir: str, progress: bool = True) -> SearchRequest:

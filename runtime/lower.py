@@ -9,6 +9,7 @@ mixed op on the first input of node n2 in the fourth `darts` cell.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from dasc.compiler.ir import (IR, Candidate, ChoiceNode, CombineNode, InputNode,
                               OutputNode)
 from dasc.ops import REGISTRY
 from dasc.ops.registry import Shape, resolve_args
+from dasc.errors import UsageError
 from dasc.runtime.gates import Gate, alpha_size
 from dasc.runtime.mixed import Block, MixedOp, sum_inputs
 
@@ -279,6 +281,7 @@ def _min_channels(ir: IR) -> int:
 def lower(ir: IR, options: LoweringOptions | None = None) -> fx.GraphModule:
     """IR -> GraphModule with `.dasc` (a NetInfo); α live under `alphas`, the gate under `gate`."""
     options = options or LoweringOptions()
+    check_fits_in_memory(ir)
     if options.channels_last and _min_channels(ir) < CHANNELS_LAST_MIN:
         options = dataclasses.replace(options, channels_last=False)
     builder = _Builder(ir, options)
@@ -301,6 +304,28 @@ def lower(ir: IR, options: LoweringOptions | None = None) -> fx.GraphModule:
                     cand.recompute_pointwise = True
     gm.dasc = NetInfo(ir.name, builder.alphas, builder.mixed)
     return gm
+
+
+def check_fits_in_memory(ir: IR) -> None:
+    """Refuse, before allocating anything, a network whose training state cannot fit in RAM.
+
+    `--set C=1000000000` compiles (sizes are symbolic), but building it would make torch fail
+    deep inside a layer constructor or, with the kernel's memory overcommit, get the process
+    killed without a word. 16 bytes per fp32 parameter: weights, gradients, momentum and the
+    copy a checkpoint makes.
+    """
+    from dasc.compiler.cost import supernet_cost
+
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: let torch decide
+        return
+    params = supernet_cost(ir).params
+    if params * 16 > ram:
+        raise UsageError(f"the network has {params:,} parameters: training it needs about "
+                         f"{params * 16 / 2**30:,.0f} GiB, more than this machine's "
+                         f"{ram / 2**30:,.0f} GiB of memory", ir.span,
+                         "lower the space's channels or layers with --set (e.g. --set C=16)")
 
 
 def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
