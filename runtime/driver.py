@@ -68,14 +68,24 @@ def run_search(request: SearchRequest, sources: Sources, resume: bool = False) -
     hands what it read to the others.
     """
     from dasc.runtime import distributed
+
+    world = distributed.WorldInfo.from_env()
+    if not world.launched:
+        return _run_search(request, sources, resume, world)
+    distributed.init_from_env()
+    # an error on one rank leaves the others waiting in a collective: they stop with one line
+    with distributed.peer_guard(world.rank, world.world,
+                                f"continue with: dasc search --resume {request.run_dir}"):
+        return _run_search(request, sources, resume, world)
+
+
+def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -> dict:
+    from dasc.runtime import distributed
     from dasc.runtime.config import resolve_config
     from dasc.runtime.data import check_fits, load_dataset
     from dasc.runtime.lower import check_fits_in_memory
     from dasc.runtime.rundir import prepare_run_dir, write_json
 
-    world = distributed.WorldInfo.from_env()
-    if world.launched:
-        distributed.init_from_env()
     run_dir = Path(request.run_dir)
     ir = _compile(request.space, request.overrides, sources)
     if resume:
@@ -87,7 +97,7 @@ def run_search(request: SearchRequest, sources: Sources, resume: bool = False) -
     _check_split(len(data.x_train), config, request.data)
     check_fits_in_memory(ir)  # before RUN_DIR is created: a refused run leaves nothing behind
     if config.device == "cuda":
-        _check_cuda(world)
+        _check_cuda(world, request.nproc)
 
     def prepare() -> None:
         prepare_run_dir(run_dir, force=request.force, resume=resume)
@@ -156,38 +166,36 @@ def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume
 
     parallel = Parallel(world.rank, world.world, distributed.average_across_ranks,
                         distributed.sync_step, request.sync_bn)
-    hint = f"continue with: dasc search --resume {run_dir}"
     try:
-        with distributed.peer_guard(world.rank, world.world, hint):
-            searcher = Searcher(ir, data, config, run_dir, parallel)
-            last = run_dir / "checkpoints" / "last.pt"
-            if resume:
-                state = distributed.from_rank0(
-                    lambda: load_checkpoint(last, searcher.fingerprint) if last.is_file() else None)
-                if state is not None:
-                    searcher.restore_state(state)
-            update, close = _progress_bar(config.epochs, request.progress and parallel.main)
-            die = distributed.die_hook(world.rank)
-            steps = 0
+        searcher = Searcher(ir, data, config, run_dir, parallel)
+        last = run_dir / "checkpoints" / "last.pt"
+        if resume:
+            state = distributed.from_rank0(
+                lambda: load_checkpoint(last, searcher.fingerprint) if last.is_file() else None)
+            if state is not None:
+                searcher.restore_state(state)
+        update, close = _progress_bar(config.epochs, request.progress and parallel.main)
+        die = distributed.die_hook(world.rank)
+        steps = 0
 
-            def on_step(info: dict) -> None:
-                nonlocal steps
-                steps += 1
-                update(info)
-                die(steps)
+        def on_step(info: dict) -> None:
+            nonlocal steps
+            steps += 1
+            update(info)
+            die(steps)
 
-            try:
-                searcher.run(progress=on_step)
-            except Interrupted as stopped:
-                if not world.launched:
-                    raise
-                if prints_result():  # torchrun's rank 0; a --nproc parent says it itself
-                    print(stopped, file=sys.stderr)
-                raise SystemExit(130) from None
-            finally:
-                close()
-            sync_bn.revert(searcher.model)
-            outcome = finish(searcher)
+        try:
+            searcher.run(progress=on_step)
+        except Interrupted as stopped:
+            if not world.launched:
+                raise
+            if prints_result():  # torchrun's rank 0; a --nproc parent says it itself
+                print(stopped, file=sys.stderr)
+            raise SystemExit(130) from None
+        finally:
+            close()
+        sync_bn.revert(searcher.model)
+        outcome = finish(searcher)
     finally:
         distributed.shutdown()
     return {
@@ -221,12 +229,16 @@ def _input_shape(ir) -> tuple[int, int, int]:
     return (s.c, s.h, s.w)
 
 
-def _check_cuda(world) -> None:
+def _check_cuda(world, nproc: int = 1) -> None:
     import torch
 
     if not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA device is available", None,
                          "run with --device cpu, or on a machine with a GPU and a CUDA build of torch")
+    if not world.launched and nproc > torch.cuda.device_count():
+        raise UsageError(f"--nproc {nproc} with --device cuda needs {nproc} GPUs; this machine "
+                         f"has {torch.cuda.device_count()}", None,
+                         "use one process per GPU (NCCL cannot share a GPU between ranks)")
     if world.local_rank >= torch.cuda.device_count():
         raise UsageError(f"local rank {world.local_rank} has no GPU of its own (this node has "
                          f"{torch.cuda.device_count()}); NCCL needs one GPU per process", None,
