@@ -45,27 +45,28 @@ def _final_state(searcher, losses: list[dict]) -> dict:
             "w_opt": searcher.w_opt.state_dict(), "a_opt": a_opt, "losses": losses}
 
 
-def _search(cfg, steps: int, run_dir: Path, parallel) -> dict:
+def _search(cfg, steps: int, run_dir: Path, parallel, params: dict) -> dict:
     from dasc.compiler.pipeline import compile_space
     from dasc.runtime.search import Searcher
 
-    ir = compile_space(str(SPACE), SMALL)
+    ir = compile_space(str(SPACE), params)
     searcher = Searcher(ir, dataset(steps, cfg.batch_size), cfg, run_dir, parallel)
     losses: list[dict] = []
     searcher.run(progress=lambda info: losses.append({k: info[k] for k in ("loss", "val_loss")}))
     return _final_state(searcher, losses)
 
 
-def single(cfg, steps: int, run_dir: Path) -> dict:
+def single(cfg, steps: int, run_dir: Path, params: dict = SMALL) -> dict:
     from dasc.runtime.rundir import prepare_run_dir
     from dasc.runtime.search import Parallel
 
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     prepare_run_dir(run_dir, force=False, resume=False)
-    return _search(cfg, steps, run_dir, Parallel())
+    return _search(cfg, steps, run_dir, Parallel(), params)
 
 
-def _rank_main(rank: int, world: int, port: int, jobs: list, steps: int, out: str) -> None:
+def _rank_main(rank: int, world: int, port: int, jobs: list, steps: int, out: str,
+               params: dict) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -81,13 +82,14 @@ def _rank_main(rank: int, world: int, port: int, jobs: list, steps: int, out: st
                 prepare_run_dir(run_dir, force=False, resume=False)
             parallel = Parallel(rank, world, distributed.average_across_ranks,
                                 distributed.sync_step, sync)
-            state = _search(cfg, steps, run_dir, parallel)
+            state = _search(cfg, steps, run_dir, parallel, params)
             torch.save(state, Path(out) / f"{name}.rank{rank}.pt")
     finally:
         distributed.shutdown()
 
 
-def run_ranks(world: int, jobs: list, steps: int, out: Path) -> dict[str, list[dict]]:
+def run_ranks(world: int, jobs: list, steps: int, out: Path,
+              params: dict = SMALL) -> dict[str, list[dict]]:
     """`jobs`: (name, SearchConfig, sync_bn) run one after the other in the same `world`
     processes (one start-up for all); returns each job's final state per rank."""
     import torch.multiprocessing as mp
@@ -96,7 +98,7 @@ def run_ranks(world: int, jobs: list, steps: int, out: Path) -> dict[str, list[d
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     out.mkdir(parents=True, exist_ok=True)
-    mp.start_processes(_rank_main, (world, port, jobs, steps, str(out)), nprocs=world,
+    mp.start_processes(_rank_main, (world, port, jobs, steps, str(out), params), nprocs=world,
                        start_method="spawn")
     return {name: [torch.load(out / f"{name}.rank{r}.pt", weights_only=False)
                    for r in range(world)] for name, _, _ in jobs}
