@@ -17,7 +17,11 @@ Why it is built this way:
   batch); `images_per_s` counts both: 2·B / median step time;
 * `scaling_efficiency` = images_per_s(N) / (N · images_per_s(1 process, cores/N threads)) —
   the parallel efficiency of the workers; `speedup_vs_whole_machine` = images_per_s(N) /
-  images_per_s(1 process, all cores) — what a user gains by adding `--nproc N`.
+  images_per_s(1 process, all cores) — what a user gains by adding `--nproc N`;
+* wall-clock figures need idle cores: on a shared machine (see `load_avg_1m`) a collective waits
+  for the most descheduled rank. `cpu_efficiency` = CPU time of one step in one process /
+  CPU time of one step summed over the N ranks (time.process_time, same threads) is the
+  load-independent part: how much extra work splitting the batch and the all-reduces cost.
 """
 
 from __future__ import annotations
@@ -74,18 +78,19 @@ def _rank(rank: int, world: int, port: int, args, threads: int, out: str) -> Non
                    args.sync_bn)
     searcher = Searcher(ir, load_dataset("digits"), cfg, Path(tempfile.gettempdir()), par)
     batches = searcher.batches(0)
-    times = []
+    times, cpu = [], []
     for i in range(args.warmup + args.steps):
         if world > 1:
             torch.distributed.barrier()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         searcher.step(*batches[i % len(batches)])
         if args.device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     distributed.shutdown()
-    if rank == 0:
-        Path(out).write_text(json.dumps(times[args.warmup:]))
+    Path(f"{out}.{rank}").write_text(json.dumps({"wall": times[args.warmup:],
+                                                  "cpu": cpu[args.warmup:]}))
 
 
 def cpu_model() -> str:
@@ -108,12 +113,15 @@ def measure(args, world: int, threads: int) -> dict:
         out = os.path.join(tmp, "times.json")
         mp.start_processes(_rank, (world, port, args, threads, out), nprocs=world,
                            start_method="spawn")
-        times = json.loads(Path(out).read_text())
+        ranks = [json.loads(Path(f"{out}.{r}").read_text()) for r in range(world)]
+    times = ranks[0]["wall"]
     median = statistics.median(times)
+    cpu = sum(statistics.median(r["cpu"]) for r in ranks)  # all ranks' CPU time for one step
     return {"processes": world, "threads_per_process": threads,
             "step_ms_median": round(median * 1000, 2),
             "step_ms_min": round(min(times) * 1000, 2),
-            "images_per_s": round(2 * args.batch / median, 1)}
+            "images_per_s": round(2 * args.batch / median, 1),
+            "cpu_ms_per_step": round(cpu * 1000, 2)}
 
 
 def main(argv=None) -> int:
@@ -133,6 +141,8 @@ def main(argv=None) -> int:
             runs.append(same)
             extra[f"scaling_efficiency_{world}"] = round(
                 by_world[world]["images_per_s"] / (world * same["images_per_s"]), 3)
+            extra[f"cpu_efficiency_{world}"] = round(
+                same["cpu_ms_per_step"] / by_world[world]["cpu_ms_per_step"], 3)
             if 1 in by_world:
                 extra[f"speedup_vs_whole_machine_{world}"] = round(
                     by_world[world]["images_per_s"] / by_world[1]["images_per_s"], 3)
