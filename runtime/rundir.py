@@ -33,10 +33,11 @@ def prepare_run_dir(path: Path, *, force: bool, resume: bool) -> None:
         if not (path / MARKER).is_file():
             raise UsageError(f"{path} is not a dasc run directory (no {MARKER})", span,
                              "pass the RUN_DIR that an earlier `dasc search -o RUN_DIR` created")
+        _sweep_temporaries(path)
         return
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} exists and is not a directory", span, "choose another -o path")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and _begun(path):
         if not force:
             raise UsageError(f"run directory {path} already exists", span,
                              "pass --force to replace it, --resume to continue it, or choose another -o")
@@ -53,6 +54,24 @@ def prepare_run_dir(path: Path, *, force: bool, resume: bool) -> None:
     except OSError as exc:
         raise UsageError(f"cannot create run directory {path}: {exc.strerror}", span,
                          "choose a writable -o path") from None
+
+
+def _begun(path: Path) -> bool:
+    """Whether RUN_DIR holds anything: a run killed between creating `checkpoints/` and writing
+    config.json left only that empty folder, which must not block `-o` (nor --force refuse)."""
+    return any(p.name != "checkpoints" or not p.is_dir() or any(p.iterdir())
+               for p in path.iterdir())
+
+
+def _sweep_temporaries(path: Path) -> None:
+    """Remove `.NAME.*.tmp` files a killed process left mid-write (fsutil's atomic writes):
+    the real files beside them are intact, the temporaries are only litter."""
+    for folder in (path, path / "checkpoints"):
+        for tmp in folder.glob(".*.tmp"):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
 
 def write_json(path: Path, data: object) -> None:
