@@ -108,7 +108,16 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
         prepare()
         return _launch(request, run_dir)
     distributed.from_rank0(prepare)
-    return _search_here(ir, data, config, run_dir, request, resume, world)
+    try:
+        return _search_here(ir, data, config, run_dir, request, resume, world)
+    except KeyboardInterrupt as stop:
+        # Ctrl-C outside the step loop (building the model, restoring, the final phase): the
+        # last checkpoint stands, so say how to resume just as the loop's own stop does.
+        if type(stop) is not KeyboardInterrupt or world.launched:
+            raise
+        from dasc.runtime.search import Interrupted
+
+        raise Interrupted(run_dir) from None
 
 
 def _launch(request: SearchRequest, run_dir: Path) -> dict:
