@@ -172,7 +172,20 @@ def _after_first(seq: nn.Sequential, x: torch.Tensor, recompute_pointwise: bool 
     return x
 
 
-class ReLUConvBN(nn.Module):
+class _ReluLed(nn.Module):
+    """An op whose `self.op` Sequential starts with a ReLU that a mixed op may share."""
+
+    recompute_pointwise = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+    def forward_from_relu(self, relu_x: torch.Tensor) -> torch.Tensor:
+        """The op after its leading ReLU, so a mixed op can share one ReLU per input."""
+        return _after_first(self.op, relu_x, self.recompute_pointwise)
+
+
+class ReLUConvBN(_ReluLed):
     """ReLU, Conv2d without bias, BatchNorm (DARTS/NB201 `ReLUConvBN`, also `nor_conv_*`)."""
 
     def __init__(self, cin: int, cout: int, k: int, stride: int, padding: int,
@@ -185,15 +198,9 @@ class ReLUConvBN(nn.Module):
             nn.BatchNorm2d(cout, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
-
-    def forward_from_relu(self, relu_x: torch.Tensor) -> torch.Tensor:
-        """The op after its leading ReLU, so a mixed op can share one ReLU per input."""
-        return _after_first(self.op, relu_x, getattr(self, "recompute_pointwise", False))
 
 
-class DilConv(nn.Module):
+class DilConv(_ReluLed):
     """DARTS dilated separable conv: ReLU, depthwise kxk (dilated, strided), 1x1, BN."""
 
     def __init__(self, cin: int, cout: int, k: int, stride: int, padding: int, dilation: int,
@@ -207,15 +214,9 @@ class DilConv(nn.Module):
             nn.BatchNorm2d(cout, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
-
-    def forward_from_relu(self, relu_x: torch.Tensor) -> torch.Tensor:
-        """The op after its leading ReLU, so a mixed op can share one ReLU per input."""
-        return _after_first(self.op, relu_x, getattr(self, "recompute_pointwise", False))
 
 
-class SepConv(nn.Module):
+class SepConv(_ReluLed):
     """DARTS separable conv: the ReLU-depthwise-pointwise-BN unit twice; only the first
     depthwise conv is strided and only the last pointwise conv changes channels."""
 
@@ -233,12 +234,6 @@ class SepConv(nn.Module):
             nn.BatchNorm2d(cout, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
-
-    def forward_from_relu(self, relu_x: torch.Tensor) -> torch.Tensor:
-        """The op after its leading ReLU, so a mixed op can share one ReLU per input."""
-        return _after_first(self.op, relu_x, getattr(self, "recompute_pointwise", False))
 
 
 class FactorizedReduce(nn.Module):
