@@ -14,9 +14,9 @@ What is proved here, and the tolerances (measured figures in docs/distributed.md
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -138,7 +138,7 @@ def test_nproc_2_search_prints_one_result_and_writes_the_run_directory(tmp_path)
 
 @pytest.mark.slow
 def test_torchrun_runs_the_same_command(tmp_path):
-    torchrun = shutil.which("torchrun", path=str(Path(os.sys.executable).parent))
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if torchrun is None:
         pytest.skip("torchrun is not installed next to this Python")
     import subprocess
