@@ -24,9 +24,10 @@ from dasc.errors import DascError, ParseError, Span
 #: comes near this (the DARTS space is about 12 levels deep).
 MAX_DEPTH = 150
 
-#: Longer files are refused before parsing: LALR parsing in Python costs tens of microseconds
-#: per token, so a 10 MB file would take minutes; a real space is a few kilobytes.
-MAX_SOURCE_CHARS = 1_000_000
+#: Longer files are refused before parsing: LALR parsing in Python costs 10-40 microseconds
+#: per token, so a 10 MB file would take minutes and 1 MB up to half a minute; a real space
+#: is a few kilobytes (DARTS: 2.6 kB), so this bounds any input to a few seconds.
+MAX_SOURCE_CHARS = 256_000
 
 KEYWORDS = frozenset(
     "space include param input ops op cell network constraint search for in if then else "
