@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_availa
                                 reason="torch.distributed with gloo is needed")
 
 STEPS = 2
-SMALL_CLI = ("--set", "C=4", "--set", "layers=2", "--batch-size", "64", "--epochs", "1")
+SMALL_CLI = ("--set", "C=4", "--set", "layers=2", "--batch-size", "128", "--epochs", "1")
 JOBS = [("o1", h.config(1), False), ("o2", h.config(2), False),
         ("o1_sync_uneven", h.config(1, batch=31), True), ("o2_sync", h.config(2), True)]
 KEYS = ("model", "alphas", "w_opt", "a_opt")
