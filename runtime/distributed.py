@@ -276,10 +276,10 @@ def launch(nproc: int, argv: list[str]) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "dasc", *argv)
-    except SignalException as exc:
+    except SignalException:
         # Ctrl-C (or SIGTERM) reached the launcher, which passed it on to the workers and
         # waited for them: they stop together after a step and rank 0 saves it.
-        raise KeyboardInterrupt(str(exc)) from None
+        raise KeyboardInterrupt from None
     except ChildFailedError as exc:
         failures = exc.failures
         if {f.exitcode for f in failures.values()} == {2}:

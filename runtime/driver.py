@@ -131,8 +131,9 @@ def _launch(request: SearchRequest, run_dir: Path) -> dict:
     try:
         code = distributed.launch(request.nproc, argv)
     except KeyboardInterrupt:  # the workers finished their step and rank 0 saved it
-        print(f"search interrupted; resume with: dasc search --resume {run_dir}", file=sys.stderr)
-        raise
+        from dasc.runtime.search import Interrupted
+
+        raise Interrupted(run_dir) from None
     except distributed.WorkerFailed as err:
         raise UsageError(f"{err.message}; {_checkpoint_position(run_dir)}", None,
                          hint) from None
