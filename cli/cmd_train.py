@@ -67,6 +67,9 @@ def prepare_train_dir(path: Path, force: bool) -> None:
                              "choose an empty or new -o path")
         shutil.rmtree(path)
     parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"cannot create {path}: {parent} is a file, not a directory", span,
+                         "choose an -o path inside a directory")
     if not parent.is_dir():
         raise UsageError(f"cannot create {path}: directory {parent} does not exist", span,
                          f"create it first (mkdir -p {parent}) or choose another -o")

@@ -46,6 +46,9 @@ def prepare_run_dir(path: Path, *, force: bool, resume: bool) -> None:
                              "delete it even with --force", span, "choose an empty or new -o path")
         shutil.rmtree(path)
     parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"cannot create {path}: {parent} is a file, not a directory", span,
+                         "choose an -o path inside a directory")
     if not parent.is_dir():
         raise UsageError(f"cannot create {path}: directory {parent} does not exist", span,
                          f"create it first (mkdir -p {parent}) or choose another -o")
