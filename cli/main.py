@@ -116,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise
-        _report(UsageError(f"out of memory: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        said = re.sub(r"^\[[^\]]*\]\s*(err == 0\.\s*)?", "", first)  # torch's source tag
+        _report(UsageError(f"out of memory: {said}",
                            hint="lower --batch-size, or the space's size with --set "
                                 "(channels, layers), or use a machine with more memory"), ctx)
         return 2
