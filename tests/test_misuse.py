@@ -1,0 +1,266 @@
+"""Every CLI misuse is a one-line error with a hint and exit status 2; nothing executes input.
+
+Why: people meet a tool through their mistakes. A wrong flag, a corrupt file, a path typo or a
+run directory that already exists must each get one line saying what is wrong and one saying
+what to do, never a traceback, and never a lost run. Each misuse has a golden file of its
+stderr under tests/golden/misuse/ (temporary paths normalised), so a change in wording is a
+reviewed diff. Numerical faults (NaN loss, exploding α, an empty validation split) stop with a
+message naming the cause and keep the last good checkpoint. And input is only ever data: no
+eval/exec, checkpoints loaded with weights_only=True, includes confined to the space's folder.
+
+Commands run in-process through `main()` (torch imported once); two run as real processes to
+prove the exit status.
+"""
+
+from __future__ import annotations
+
+import ast as pyast
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, SPACES, golden_check, run_dasc
+from dasc.cli.main import main
+
+FIRST_LINE = re.compile(r"^(\S+:\d+:\d+: |dasc: )error: \S.*$")
+SMALL = ["--set", "C=4", "--set", "layers=2"]
+FAST = ["--epochs", "1", "--batch-size", "64", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    """A workspace with spaces, broken files and one real finished search run (`run`)."""
+    ws = tmp_path_factory.mktemp("misuse")
+    for name in ("digits.das", "darts.das"):
+        shutil.copy(SPACES / name, ws / name)
+    text = (SPACES / "digits.das").read_text().replace("  epochs = 10", "  epochs = 1\n"
+                                                      "  train_portion = 0.9")
+    (ws / "digits09.das").write_text(text)
+    (ws / "afile").write_text("a regular file\n")
+    (ws / "bad.pt").write_bytes(b"not a checkpoint\n")
+    (ws / "bad.json").write_text('{"format": "dasc-arch", "choices": {')
+    (ws / "wrong.json").write_text('{"hello": 1}\n')
+    (ws / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    rng = np.random.default_rng(0)
+    np.savez(ws / "tiny.npz", x_train=rng.random((4, 1, 8, 8)), y_train=np.arange(4),
+             x_test=rng.random((2, 1, 8, 8)), y_test=np.arange(2))
+    np.savez(ws / "obj.npz", x_train=np.array([{"a": 1}] * 4, dtype=object),
+             y_train=np.arange(4), x_test=np.zeros((2, 1, 8, 8)), y_test=np.arange(2))
+    np.savez(ws / "rgb.npz", x_train=rng.random((8, 3, 32, 32)), y_train=np.arange(8) % 2,
+             x_test=rng.random((2, 3, 32, 32)), y_test=np.arange(2))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ws)
+        assert main(["search", "digits.das", "--data", "digits", *SMALL, *FAST, "-o", "run"]) == 0
+    arch = json.loads((ws / "run" / "arch.json").read_text())
+    first = sorted(arch["choices"])[0]
+    (ws / "badop.json").write_text(json.dumps({**arch, "choices": {**arch["choices"],
+                                                                    first: "sep_conv_5x5"}}))
+    shutil.copytree(ws / "run", ws / "trunc")
+    last = ws / "trunc" / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:5000])
+    shutil.copy(last, ws / "trunc.pt")
+    shutil.copytree(ws / "run", ws / "other")
+    config = json.loads((ws / "other" / "config.json").read_text())
+    config["request"]["overrides"]["C"] = 8
+    (ws / "other" / "config.json").write_text(json.dumps(config))
+    shutil.copytree(ws / "run", ws / "damaged")
+    (ws / "damaged" / "config.json").write_text("{")
+    (ws / "notarun").mkdir()
+    (ws / "notarun" / "notes.txt").write_text("precious\n")
+    return ws
+
+
+def misuse(ws: Path, capsys, monkeypatch, name: str, argv: list[str]) -> str:
+    """Run `dasc ARGV` in `ws`; check exit 2, the shape of the message, and its golden."""
+    monkeypatch.chdir(ws)
+    capsys.readouterr()
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, f"exit status {rc}:\n{err}"
+    assert "Traceback" not in err
+    lines = err.rstrip("\n").splitlines()
+    assert FIRST_LINE.match(lines[0]), f"not a one-line error: {lines[0]!r}"
+    assert lines[-1].startswith("hint: "), f"no hint:\n{err}"
+    shown = err.replace(str(ws), "<WS>").replace(str(ws.parent), "<WS>/..")
+    shown = shown.replace(str(ROOT), "<ROOT>")
+    shown = re.sub(r"this machine's [\d,]+ GiB", "this machine's N GiB", shown)
+    golden_check(f"misuse/{name}.txt", shown)
+    return err
+
+
+ARCH = ["--arch", "run/arch.json"]
+TRAIN = ["train", "digits.das", *SMALL, "--data", "digits", "--quiet"]
+CASES = {
+    "unknown_flag": ["compile", "digits.das", "--frobnicate"],
+    "unknown_command": ["compil", "digits.das"],
+    "set_without_value": ["compile", "digits.das", "--set", "C"],
+    "set_not_an_integer": ["compile", "digits.das", "--set", "C=abc"],
+    "set_unknown_parameter": ["compile", "digits.das", "--set", "Channels=4"],
+    "set_too_large": ["compile", "digits.das", "--set", "C=" + "9" * 101],
+    "space_missing": ["compile", "digit.das"],
+    "space_is_directory": ["compile", "."],
+    "epochs_negative": ["search", "digits.das", "--epochs", "-1", "-o", "new"],
+    "epochs_not_a_number": ["search", "digits.das", "--epochs", "abc", "-o", "new"],
+    "train_epochs_zero": [*TRAIN, *ARCH, "--epochs", "0", "-o", "t"],
+    "nproc_zero": ["search", "digits.das", "--nproc", "0", "-o", "new"],
+    "search_without_output": ["search", "digits.das"],
+    "arch_missing": [*TRAIN, "--arch", "nothere.json", "-o", "t"],
+    "arch_corrupt": [*TRAIN, "--arch", "bad.json", "-o", "t"],
+    "arch_not_an_arch": [*TRAIN, "--arch", "wrong.json", "-o", "t"],
+    "arch_does_not_fit": [*TRAIN, "--arch", "badop.json", "-o", "t"],
+    "arch_of_another_space": ["train", "darts.das", *ARCH, "--data", "digits", "-o", "t"],
+    "weights_corrupt": [*TRAIN, *ARCH, "--weights", "bad.pt", "-o", "t"],
+    "weights_truncated": [*TRAIN, *ARCH, "--weights", "trunc.pt", "-o", "t"],
+    "weights_of_other_parameters": ["train", "digits.das", "--set", "C=8", "--set", "layers=2",
+                                    "--data", "digits", *ARCH, "--weights", "run", "-o", "t"],
+    "export_weights_corrupt": ["export", "digits.das", *SMALL, *ARCH, "--weights", "bad.pt",
+                               "-o", "m.onnx"],
+    "resume_truncated_checkpoint": ["search", "--resume", "trunc", "--quiet"],
+    "resume_checkpoint_of_other_parameters": ["search", "--resume", "other", "--quiet"],
+    "resume_damaged_config": ["search", "--resume", "damaged", "--quiet"],
+    "resume_not_a_run": ["search", "--resume", "notarun"],
+    "resume_with_space": ["search", "digits.das", "--resume", "run"],
+    "data_missing": ["search", "digits.das", "--data", "nothere.npz", "-o", "new"],
+    "data_corrupt": ["search", "digits.das", "--data", "bad.npz", "-o", "new"],
+    "data_pickled_objects": ["search", "digits.das", "--data", "obj.npz", "-o", "new"],
+    "data_wrong_shape": ["search", "digits.das", "--data", "rgb.npz", "-o", "new"],
+    "output_in_missing_directory": ["render", "digits.das", "-o", "nodir/out.svg"],
+    "output_under_a_file": ["render", "digits.das", "-o", "afile/out.svg"],
+    "compile_output_under_a_file": ["compile", "digits.das", "-o", "afile/ir.json"],
+    "export_output_in_missing_directory": ["export", "digits.das", *SMALL, *ARCH,
+                                           "-o", "nodir/m.onnx"],
+    "search_output_under_a_file": ["search", "digits.das", "--data", "digits", *SMALL, *FAST,
+                                   "-o", "afile/run"],
+    "run_directory_exists": ["search", "digits.das", *SMALL, *FAST, "-o", "run"],
+    "force_on_a_folder_that_is_not_a_run": ["search", "digits.das", *SMALL, *FAST, "--force",
+                                            "-o", "notarun"],
+    "train_directory_exists": [*TRAIN, *ARCH, "-o", "notarun"],
+    "train_output_under_a_file": [*TRAIN, *ARCH, "-o", "afile/t"],
+    "space_too_large_for_memory": ["search", "digits.das", "--set", "C=1000000000", *FAST,
+                                   "-o", "huge"],
+    "empty_validation_split": ["search", "digits09.das", "--data", "tiny.npz", *SMALL, *FAST,
+                               "-o", "split"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_misuse_is_one_line_with_a_hint(ws, capsys, monkeypatch, name):
+    misuse(ws, capsys, monkeypatch, name, CASES[name])
+    assert not (ws / "new").exists() and not (ws / "huge").exists() and not (ws / "split").exists()
+    assert (ws / "notarun" / "notes.txt").read_text() == "precious\n"
+
+
+def test_existing_run_is_untouched(ws):
+    """A refused `-o run` left the finished run as it was."""
+    assert (ws / "run" / "arch.json").is_file() and (ws / "run" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("name,argv,cause", [
+    ("nan_loss", ["--w-lr", "1e30"], "loss became nan"),
+    ("exploding_alpha", ["--arch-lr", "1e9"], "architecture parameters exploded"),
+])
+def test_numerical_fault_names_cause_and_keeps_checkpoint(ws, capsys, monkeypatch, name, argv,
+                                                          cause):
+    import torch
+
+    err = misuse(ws, capsys, monkeypatch, name,
+                 ["search", "digits.das", "--data", "digits", *SMALL, *FAST, *argv, "-o", name])
+    assert cause in err
+    state = torch.load(ws / name / "checkpoints" / "last.pt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in state["model"].values()
+               if t.is_floating_point()), "the kept checkpoint is not a good one"
+
+
+def test_out_of_memory_is_a_message(ws, capsys, monkeypatch):
+    """torch's failed allocation (a RuntimeError) is the machine's limit, not a dasc bug."""
+    import dasc.cli.cmd_compile as cmd
+
+    def starve(args, ctx):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                           "can't allocate memory: you tried to allocate 72000000000 bytes.")
+    monkeypatch.setattr(cmd, "run", starve)
+    misuse(ws, capsys, monkeypatch, "out_of_memory", ["compile", "digits.das"])
+
+
+def test_ctrl_c_outside_the_loop_says_how_to_resume(ws, capsys, monkeypatch):
+    import dasc.runtime.finish as fin
+
+    shutil.copytree(ws / "run", ws / "again", dirs_exist_ok=True)
+    def ctrl_c(searcher):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(fin, "finish", ctrl_c)
+    monkeypatch.chdir(ws)
+    capsys.readouterr()
+    assert main(["search", "--resume", "again", "--quiet"]) == 130
+    assert capsys.readouterr().err.strip() == \
+        "dasc: search interrupted; resume with: dasc search --resume again"
+
+
+@pytest.mark.parametrize("args", [["compile", "spaces/digits.das", "--frobnicate"],
+                                  ["compile", "spaces/digits.das", "--set", "C=x"]])
+def test_real_process_exit_status(args):
+    res = run_dasc(*args)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert FIRST_LINE.match(res.stderr.splitlines()[0])
+
+
+# ----------------------------------------------------------------------- nothing executes
+
+
+def _package_sources() -> list[Path]:
+    skip = {"tests", ".venv", "bench", "scripts", "build", "demo-out"}
+    return [p for p in ROOT.rglob("*.py") if not skip & set(p.relative_to(ROOT).parts)]
+
+
+def _calls(path: Path):
+    tree = pyast.parse(path.read_text(encoding="utf-8"), str(path))
+    for node in pyast.walk(tree):
+        if isinstance(node, pyast.Call):
+            f = node.func
+            name = f.id if isinstance(f, pyast.Name) else f.attr if isinstance(
+                f, pyast.Attribute) else ""
+            yield name, node
+
+
+def test_no_eval_exec_or_unsafe_loading_in_the_package():
+    """No eval/exec/compile of text, no pickle; torch.load only with weights_only=True and
+    np.load only with allow_pickle=False."""
+    sources = _package_sources()
+    assert len(sources) > 40
+    bad = []
+    for path in sources:
+        for name, call in _calls(path):
+            where = f"{path.relative_to(ROOT)}:{call.lineno}"
+            kwargs = {k.arg: k.value for k in call.keywords}
+            if name in ("eval", "exec") and isinstance(call.func, pyast.Name):
+                bad.append(f"{where}: {name}()")
+            elif name in ("loads", "load") and isinstance(call.func, pyast.Attribute) and \
+                    getattr(call.func.value, "id", "") in ("pickle", "marshal", "yaml"):
+                bad.append(f"{where}: {call.func.value.id}.{name}")
+            elif name == "load" and getattr(call.func.value, "id", "") == "torch" and not (
+                    isinstance(kwargs.get("weights_only"), pyast.Constant)
+                    and kwargs["weights_only"].value is True):
+                bad.append(f"{where}: torch.load without weights_only=True")
+            elif name == "load" and getattr(call.func.value, "id", "") == "np" and not (
+                    isinstance(kwargs.get("allow_pickle"), pyast.Constant)
+                    and kwargs["allow_pickle"].value is False):
+                bad.append(f"{where}: np.load without allow_pickle=False")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("name,include", [("include_parent", "../outside.das"),
+                                          ("include_absolute", "/etc/passwd"),
+                                          ("include_symlink_out", "link.das")])
+def test_includes_cannot_escape_at_the_cli(tmp_path, capsys, monkeypatch, name, include):
+    (tmp_path / "outside.das").write_text("param secret = 1\n")
+    inner = tmp_path / "proj"
+    inner.mkdir()
+    (inner / "link.das").symlink_to(tmp_path / "outside.das")
+    (inner / "main.das").write_text(f'include "{include}"\n' + (SPACES / "pooling.das").read_text())
+    misuse(inner, capsys, monkeypatch, name, ["compile", "main.das"])
+    out = capsys.readouterr()
+    assert "secret" not in out.out + out.err
