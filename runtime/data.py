@@ -94,6 +94,11 @@ def load_npz_dataset(path: str) -> Dataset:
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise UsageError(f"{path} is not a readable .npz file ({exc.__class__.__name__})", span,
                          "re-create it with numpy.savez; object arrays are not accepted") from None
+    for key in NPZ_KEYS:  # strings or complex numbers would fail (or silently lose) in astype
+        kinds = "iu" if key.startswith("y") else "biuf"
+        if arrays[key].dtype.kind not in kinds:
+            raise UsageError(f"{path}: {key} holds {arrays[key].dtype} values", span,
+                             "images must be numbers and labels integers 0 .. classes-1")
     x_train = _as_nchw(arrays["x_train"], "x_train", path)
     x_test = _as_nchw(arrays["x_test"], "x_test", path)
     y_train = arrays["y_train"].astype(np.int64).reshape(-1)

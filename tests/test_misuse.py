@@ -50,6 +50,8 @@ def ws(tmp_path_factory) -> Path:
              x_test=rng.random((2, 1, 8, 8)), y_test=np.arange(2))
     np.savez(ws / "obj.npz", x_train=np.array([{"a": 1}] * 4, dtype=object),
              y_train=np.arange(4), x_test=np.zeros((2, 1, 8, 8)), y_test=np.arange(2))
+    np.savez(ws / "strlabels.npz", x_train=rng.random((8, 1, 8, 8)), y_train=np.array(["3"] * 8),
+             x_test=rng.random((2, 1, 8, 8)), y_test=np.arange(2))
     np.savez(ws / "rgb.npz", x_train=rng.random((8, 3, 32, 32)), y_train=np.arange(8) % 2,
              x_test=rng.random((2, 3, 32, 32)), y_test=np.arange(2))
     with pytest.MonkeyPatch.context() as mp:
@@ -128,6 +130,7 @@ CASES = {
     "data_corrupt": ["search", "digits.das", "--data", "bad.npz", "-o", "new"],
     "data_pickled_objects": ["search", "digits.das", "--data", "obj.npz", "-o", "new"],
     "data_wrong_shape": ["search", "digits.das", "--data", "rgb.npz", "-o", "new"],
+    "data_string_labels": ["search", "digits.das", "--data", "strlabels.npz", "-o", "new"],
     "output_in_missing_directory": ["render", "digits.das", "-o", "nodir/out.svg"],
     "output_under_a_file": ["render", "digits.das", "-o", "afile/out.svg"],
     "compile_output_under_a_file": ["compile", "digits.das", "-o", "afile/ir.json"],
