@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, fields
 from typing import Mapping
 
@@ -92,6 +93,10 @@ def _convert(key: str, value: object, span: Span | None, origin: str) -> object:
         raise UsageError(f"search setting `{key}` needs {'an integer' if kind is int else 'a number'}, "
                          f"got {value!r} ({origin})", span,
                          f"write e.g. `{key} = {getattr(SearchConfig(), key)}`") from None
+    if kind is float and not math.isfinite(converted):  # type: ignore[arg-type]
+        # NaN passes every comparison below and would surface later as a "NaN loss".
+        raise UsageError(f"search setting `{key}` must be a finite number, got {converted} "
+                         f"({origin})", span, f"use e.g. `{key} = {getattr(SearchConfig(), key)}`")
     if key in _CHOICES and converted not in _CHOICES[key]:
         raise UsageError(f"search setting `{key}` cannot be {converted!r} ({origin})", span,
                          f"choose one of: {', '.join(_CHOICES[key])}")

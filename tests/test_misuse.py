@@ -109,6 +109,8 @@ CASES = {
     "epochs_not_a_number": ["search", "digits.das", "--epochs", "abc", "-o", "new"],
     "train_epochs_zero": [*TRAIN, *ARCH, "--epochs", "0", "-o", "t"],
     "nproc_zero": ["search", "digits.das", "--nproc", "0", "-o", "new"],
+    "tau_not_a_number": ["search", "digits.das", "--tau", "nan", "-o", "new"],
+    "learning_rate_infinite": ["search", "digits.das", "--w-lr", "inf", "-o", "new"],
     "search_without_output": ["search", "digits.das"],
     "arch_missing": [*TRAIN, "--arch", "nothere.json", "-o", "t"],
     "arch_corrupt": [*TRAIN, "--arch", "bad.json", "-o", "t"],
