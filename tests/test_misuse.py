@@ -257,6 +257,38 @@ def test_no_eval_exec_or_unsafe_loading_in_the_package():
     assert not bad, "\n".join(bad)
 
 
+# writers that take a destination, and its position: torch.save(obj, f), fig.savefig(f),
+# np.savez(f), torch.onnx.export(model, args, f); searcher.save() takes none
+_SINK = {"save": 1, "savefig": 0, "savez": 0, "export": 2}
+
+
+def _is_buffer(node) -> bool:
+    return isinstance(node, pyast.Name) and "buf" in node.id
+
+
+def test_every_file_is_written_through_the_atomic_writer():
+    """Only fsutil opens files for writing (temp file, fsync, rename): a crash at any moment
+    leaves the old file or the new one, never half of one. torch.save and savefig write to
+    memory buffers that fsutil then writes."""
+    bad = []
+    for path in _package_sources():
+        if path.name == "fsutil.py":
+            continue
+        for name, call in _calls(path):
+            where = f"{path.relative_to(ROOT)}:{call.lineno}"
+            mode = call.args[1] if len(call.args) > 1 else next(
+                (k.value for k in call.keywords if k.arg == "mode"), None)
+            if name in ("write_text", "write_bytes"):
+                bad.append(f"{where}: {name}")
+            elif name in ("open", "fdopen") and isinstance(mode, pyast.Constant) and any(
+                    c in str(mode.value) for c in "wax+"):
+                bad.append(f"{where}: open(..., {mode.value!r})")
+            elif name in _SINK and len(call.args) > _SINK[name] and not _is_buffer(
+                    call.args[_SINK[name]]):
+                bad.append(f"{where}: {name} to a path")
+    assert not bad, "\n".join(bad)
+
+
 @pytest.mark.parametrize("name,include", [("include_parent", "../outside.das"),
                                           ("include_absolute", "/etc/passwd"),
                                           ("include_symlink_out", "link.das")])
