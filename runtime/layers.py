@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
-from torch.utils.checkpoint import checkpoint
 from torch import nn
+
+from dasc.runtime.fastconv import DepthwiseConv2d, pointwise_bn
 
 
 # ---------------------------------------------------------------- plain layers
@@ -126,10 +127,6 @@ class Zero(nn.Module):
         return f"stride={self.stride}"
 
 
-def _pointwise_bn(conv: nn.Module, bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return bn(conv(x))
-
-
 @contextmanager
 def frozen_bn_stats(module: nn.Module):
     """Momentum 0 while a checkpointed forward is recomputed: running stats update once."""
@@ -162,9 +159,7 @@ def _after_first(seq: nn.Sequential, x: torch.Tensor, recompute_pointwise: bool 
                 and isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)
                 and isinstance(modules[i + 1], nn.BatchNorm2d))
         if pair:
-            bn = modules[i + 1]
-            x = checkpoint(_pointwise_bn, m, bn, x, use_reentrant=False,
-                           context_fn=lambda bn=bn: (nullcontext(), frozen_bn_stats(bn)))
+            x = pointwise_bn(m, modules[i + 1], x)
             i += 2
         else:
             x = m(x)
@@ -208,8 +203,7 @@ class DilConv(_ReluLed):
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(cin, cin, k, stride=stride, padding=padding, dilation=dilation,
-                      groups=cin, bias=False),
+            DepthwiseConv2d(cin, k, stride=stride, padding=padding, dilation=dilation),
             nn.Conv2d(cin, cout, 1, padding=0, bias=False),
             nn.BatchNorm2d(cout, affine=affine),
         )
