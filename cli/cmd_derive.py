@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dasc.cli.common import (
-    Context, add_set_option, add_space_argument, check_space_file, new_command,
+    Context, add_set_option, add_space_argument, check_not_input, check_space_file, new_command,
 )
 from dasc.errors import Span, UsageError
 
@@ -83,6 +83,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     if args.output:
         check_output_path(args.output)
+        # `-o space.das` or `-o latency.json` would replace an input with the arch.json
+        check_not_input(args.output, args.space,
+                        *[given for given in (args.arch, args.latency) if given])
     check_space_file(args.space, ctx.sources)
     ir = compile_space(args.space, dict(args.overrides), ctx.sources)
     arch = arch_from_run(ir, args.run) if args.run else read_arch(args.arch, ir)

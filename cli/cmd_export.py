@@ -11,7 +11,9 @@ import argparse
 from typing import Any
 
 from dasc import __version__
-from dasc.cli.common import Context, add_set_option, add_space_argument, check_space_file, new_command
+from dasc.cli.common import (
+    Context, add_set_option, add_space_argument, check_not_input, check_space_file, new_command,
+)
 from dasc.fsutil import check_output_path
 
 
@@ -33,6 +35,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     check_output_path(args.output)  # a typo in -o fails before compiling and exporting
+    # `-o best.pt` or `-o space.das` would replace a trained checkpoint or the space with ONNX
+    check_not_input(args.output, args.space, args.arch, *([args.weights] if args.weights else []))
     check_space_file(args.space, ctx.sources)
     import torch
 

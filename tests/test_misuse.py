@@ -65,6 +65,7 @@ def ws(tmp_path_factory) -> Path:
     last = ws / "trunc" / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:5000])
     shutil.copy(last, ws / "trunc.pt")
+    shutil.copy(ws / "run" / "checkpoints" / "last.pt", ws / "trained.pt")
     shutil.copytree(ws / "run", ws / "other")
     config = json.loads((ws / "other" / "config.json").read_text())
     config["request"]["overrides"]["C"] = 8
@@ -145,6 +146,9 @@ CASES = {
                                             "-o", "notarun"],
     "train_directory_exists": [*TRAIN, *ARCH, "-o", "notarun"],
     "train_output_under_a_file": [*TRAIN, *ARCH, "-o", "afile/t"],
+    "export_output_is_the_weights": ["export", "digits.das", *SMALL, *ARCH, "--weights",
+                                     "trained.pt", "-o", "trained.pt"],
+    "derive_output_is_the_space": ["derive", "digits.das", *SMALL, *ARCH, "-o", "digits.das"],
     "space_too_large_for_memory": ["search", "digits.das", "--set", "C=1000000000", *FAST,
                                    "-o", "huge"],
     "empty_validation_split": ["search", "digits09.das", "--data", "tiny.npz", *SMALL, *FAST,
@@ -157,6 +161,8 @@ def test_misuse_is_one_line_with_a_hint(ws, capsys, monkeypatch, name):
     misuse(ws, capsys, monkeypatch, name, CASES[name])
     assert not (ws / "new").exists() and not (ws / "huge").exists() and not (ws / "split").exists()
     assert (ws / "notarun" / "notes.txt").read_text() == "precious\n"
+    assert (ws / "digits.das").read_text() == (SPACES / "digits.das").read_text()
+    assert (ws / "trained.pt").read_bytes()[:2] == b"PK", "the checkpoint was overwritten"
 
 
 def test_existing_run_is_untouched(ws):
