@@ -67,6 +67,7 @@ _CHOICES = {
     "cost_form": ("additive", "multiplicative"),
     "device": ("cpu", "cuda"),
 }
+MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed accepts
 _POSITIVE = {"epochs", "batch_size", "tau", "tau_end", "partial_channels"}
 _NONNEGATIVE = {"w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "arch_lr",
                 "arch_weight_decay", "grad_clip", "l1", "entropy", "cost", "seed",
@@ -112,6 +113,10 @@ def _convert(key: str, value: object, span: Span | None, origin: str) -> object:
     if key in _NONNEGATIVE and converted < 0:  # type: ignore[operator]
         raise UsageError(f"search setting `{key}` must not be negative, got {converted} ({origin})",
                          span, f"use e.g. `{key} = {getattr(SearchConfig(), key)}`")
+    if key == "seed" and converted > MAX_SEED:  # type: ignore[operator]
+        # torch.manual_seed takes 64 bits; a larger seed crashed after RUN_DIR was created
+        raise UsageError(f"search setting `seed` must be at most 2**64 - 1, got {converted} "
+                         f"({origin})", span, "use e.g. `seed = 0`")
     if key in ("train_portion", "threshold") and not 0 < converted < 1:  # type: ignore[operator]
         raise UsageError(f"search setting `{key}` must lie strictly between 0 and 1 ({origin})",
                          span, f"use e.g. `{key} = {getattr(SearchConfig(), key)}`")

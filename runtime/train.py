@@ -29,6 +29,7 @@ from torch import nn
 from dasc.compiler.ir import IR, ChoiceNode
 from dasc.errors import NumericalError, Span, UsageError
 from dasc.runtime.checkpoint import fingerprint, save_checkpoint
+from dasc.runtime.config import MAX_SEED
 from dasc.runtime.data import Dataset
 from dasc.runtime.lower import lower
 from dasc.runtime.rundir import append_jsonl, write_json
@@ -63,6 +64,9 @@ class TrainConfig:
             if not math.isfinite(value) or value < 0:
                 raise UsageError(f"training setting `{name}` must be a non-negative number, "
                                  f"got {value}", hint="use the DARTS defaults unless you know better")
+        if not 0 <= int(self.seed) <= MAX_SEED:  # numpy refuses < 0, torch > 64 bits
+            raise UsageError(f"--seed must lie between 0 and 2**64 - 1, got {self.seed}",
+                             hint="e.g. --seed 0")
         if not 0 < self.val_fraction < 1:
             raise UsageError(f"val_fraction must lie strictly between 0 and 1, got "
                              f"{self.val_fraction}", hint="the default holds out 10%")

@@ -110,6 +110,8 @@ CASES = {
     "epochs_not_a_number": ["search", "digits.das", "--epochs", "abc", "-o", "new"],
     "train_epochs_zero": [*TRAIN, *ARCH, "--epochs", "0", "-o", "t"],
     "nproc_zero": ["search", "digits.das", "--nproc", "0", "-o", "new"],
+    "seed_too_large": ["search", "digits.das", "--seed", str(2**64), "-o", "new"],
+    "train_seed_negative": [*TRAIN, *ARCH, "--seed", "-1", "-o", "new"],
     "tau_not_a_number": ["search", "digits.das", "--tau", "nan", "-o", "new"],
     "learning_rate_infinite": ["search", "digits.das", "--w-lr", "inf", "-o", "new"],
     "search_without_output": ["search", "digits.das"],
