@@ -14,6 +14,7 @@ from dasc import __version__
 from dasc.cli.common import (
     Context, add_set_option, add_space_argument, check_not_input, check_space_file, new_command,
 )
+from dasc.errors import UsageError
 from dasc.fsutil import check_output_path
 
 
@@ -37,8 +38,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     check_output_path(args.output)  # a typo in -o fails before compiling and exporting
     # `-o best.pt` or `-o space.das` would replace a trained checkpoint or the space with ONNX
     check_not_input(args.output, args.space, args.arch, *([args.weights] if args.weights else []))
-    check_space_file(args.space, ctx.sources)
     import torch
+    from torch.onnx import _constants as onnx_limits
+
+    # the TorchScript exporter's range; outside it torch fails deep inside the export
+    low = onnx_limits.ONNX_MIN_OPSET
+    high = getattr(onnx_limits, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", onnx_limits.ONNX_MAX_OPSET)
+    if not low <= args.opset <= high:
+        raise UsageError(f"--opset {args.opset} is not supported: the exporter writes ONNX opsets "
+                         f"{low} to {high}", hint="leave out --opset for the default, 17")
+    check_space_file(args.space, ctx.sources)
 
     from dasc.compiler.arch import read_arch
     from dasc.compiler.pipeline import compile_space

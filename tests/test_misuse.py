@@ -126,6 +126,8 @@ CASES = {
                                     "--data", "digits", *ARCH, "--weights", "run", "-o", "t"],
     "export_weights_corrupt": ["export", "digits.das", *SMALL, *ARCH, "--weights", "bad.pt",
                                "-o", "m.onnx"],
+    "export_opset_out_of_range": ["export", "digits.das", *SMALL, *ARCH, "--opset", "99",
+                                  "-o", "m.onnx"],
     "resume_truncated_checkpoint": ["search", "--resume", "trunc", "--quiet"],
     "resume_checkpoint_of_other_parameters": ["search", "--resume", "other", "--quiet"],
     "resume_damaged_config": ["search", "--resume", "damaged", "--quiet"],
