@@ -124,7 +124,7 @@ def read_run_alpha(run_dir: str) -> dict[str, list[float]]:
         weights = history[-1]["weights"]
         alpha = {str(k): [float(x) for x in v] for k, v in weights.items()}
     except (OSError, UnicodeDecodeError, ValueError, LookupError, TypeError,
-            AttributeError) as exc:
+            AttributeError, RecursionError) as exc:
         raise UsageError(f"cannot read the weights in {path}: {exc}",
                          hint="the run directory may be damaged; re-run the search with "
                               "--resume or --force") from None

@@ -191,6 +191,10 @@ class Arch:
                 raise UsageError(f"architecture is not valid JSON: {exc.msg} at line "
                                  f"{exc.lineno}", hint="give an arch.json written by "
                                  "`dasc search` or `dasc derive`") from None
+            except RecursionError:  # json's decoder recurses: `[[[[...` thousands deep
+                raise UsageError("architecture is not an arch.json: its JSON is nested too "
+                                 "deeply to read", hint="give an arch.json written by "
+                                 "`dasc search` or `dasc derive`") from None
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise UsageError("not an arch.json document (no \"format\": \"dasc-arch\")",
                              hint="give an arch.json written by `dasc search` or `dasc derive`")
@@ -242,7 +246,7 @@ def read_arch(source: str, ir: IR | None = None) -> Arch:
                              hint="give a readable UTF-8 arch.json file") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         data = text
     arch = Arch.from_json(data)
     if ir is not None:

@@ -121,7 +121,7 @@ def read_table(path: str) -> dict:
                          "make one with: dasc profile SPACE -o latency.json")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise UsageError(f"latency table {path} is corrupt ({type(exc).__name__})", span,
                          "re-run dasc profile to write it again") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

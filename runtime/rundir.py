@@ -92,6 +92,6 @@ def read_json(path: Path) -> object:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist", span, "is this the right run directory?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise UsageError(f"{path} is unreadable or not valid JSON ({type(exc).__name__})", span,
                          "the run directory is damaged; start again with --force") from None

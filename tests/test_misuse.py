@@ -44,6 +44,7 @@ def ws(tmp_path_factory) -> Path:
     (ws / "bad.pt").write_bytes(b"not a checkpoint\n")
     (ws / "bad.json").write_text('{"format": "dasc-arch", "choices": {')
     (ws / "wrong.json").write_text('{"hello": 1}\n')
+    (ws / "deep.json").write_text("[" * 100_000)  # json's decoder recurses
     (ws / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
     rng = np.random.default_rng(0)
     np.savez(ws / "tiny.npz", x_train=rng.random((4, 1, 8, 8)), y_train=np.arange(4),
@@ -72,6 +73,8 @@ def ws(tmp_path_factory) -> Path:
     (ws / "other" / "config.json").write_text(json.dumps(config))
     shutil.copytree(ws / "run", ws / "damaged")
     (ws / "damaged" / "config.json").write_text("{")
+    shutil.copytree(ws / "run", ws / "deep")
+    (ws / "deep" / "config.json").write_text("[" * 100_000)
     (ws / "notarun").mkdir()
     (ws / "notarun" / "notes.txt").write_text("precious\n")
     return ws
@@ -118,6 +121,7 @@ CASES = {
     "arch_missing": [*TRAIN, "--arch", "nothere.json", "-o", "t"],
     "arch_corrupt": [*TRAIN, "--arch", "bad.json", "-o", "t"],
     "arch_not_an_arch": [*TRAIN, "--arch", "wrong.json", "-o", "t"],
+    "arch_nested_too_deeply": [*TRAIN, "--arch", "deep.json", "-o", "t"],
     "arch_does_not_fit": [*TRAIN, "--arch", "badop.json", "-o", "t"],
     "arch_of_another_space": ["train", "darts.das", *ARCH, "--data", "digits", "-o", "t"],
     "weights_corrupt": [*TRAIN, *ARCH, "--weights", "bad.pt", "-o", "t"],
@@ -131,6 +135,7 @@ CASES = {
     "resume_truncated_checkpoint": ["search", "--resume", "trunc", "--quiet"],
     "resume_checkpoint_of_other_parameters": ["search", "--resume", "other", "--quiet"],
     "resume_damaged_config": ["search", "--resume", "damaged", "--quiet"],
+    "resume_config_nested_too_deeply": ["search", "--resume", "deep", "--quiet"],
     "resume_not_a_run": ["search", "--resume", "notarun"],
     "resume_with_space": ["search", "digits.das", "--resume", "run"],
     "data_missing": ["search", "digits.das", "--data", "nothere.npz", "-o", "new"],
