@@ -44,6 +44,10 @@ class Sources:
     def add(self, file: str, text: str) -> None:
         self._texts[file] = text
 
+    def text(self, file: str) -> str | None:
+        """The text already read for `file` in this command, if any."""
+        return self._texts.get(file)
+
     def line(self, file: str, lineno: int) -> str | None:
         text = self._texts.get(file)
         if text is None:

@@ -31,8 +31,15 @@ def shipped_spaces_dir() -> Path:
 
 
 def load_space(path: str, sources: Sources) -> ast.Module:
-    """Read, parse and resolve includes of the space at `path` (see the module docstring)."""
-    text = read_source(path, Span.of_file(path))
+    """Read, parse and resolve includes of the space at `path` (see the module docstring).
+
+    A text the command already read (the CLI checks the SPACE argument first) is used as is:
+    reading a pipe again (`dasc compile <(sed ... x.das)`) gives nothing, or blocks for ever on
+    a named pipe, and a file edited in between must not be seen twice differently.
+    """
+    text = sources.text(path)
+    if text is None:
+        text = read_source(path, Span.of_file(path))
     return load_text(text, path, sources)
 
 

@@ -228,6 +228,36 @@ def test_real_process_exit_status(args):
     assert FIRST_LINE.match(res.stderr.splitlines()[0])
 
 
+def test_space_from_a_pipe_is_read_once(tmp_path, capsys, monkeypatch):
+    """`dasc compile <(sed ... x.das)` names a pipe: read twice, the second read was empty and
+    the space was reported as having no network block (a named pipe hung for ever)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "space.das"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def write() -> None:
+        fifo.write_text((SPACES / "pooling.das").read_text())
+        while not done.wait(0.2):  # a second reader gets end-of-file, not a hung test
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    try:
+        assert main(["compile", "space.das"]) == 0, capsys.readouterr().err
+    finally:
+        done.set()
+        writer.join(timeout=5)
+    assert "architectures  2" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------- nothing executes
 
 
