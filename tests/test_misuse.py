@@ -132,6 +132,7 @@ CASES = {
                                "-o", "m.onnx"],
     "export_opset_out_of_range": ["export", "digits.das", *SMALL, *ARCH, "--opset", "99",
                                   "-o", "m.onnx"],
+    "derive_run_of_other_parameters": ["derive", "digits.das", "--run", "run"],
     "resume_truncated_checkpoint": ["search", "--resume", "trunc", "--quiet"],
     "resume_checkpoint_of_other_parameters": ["search", "--resume", "other", "--quiet"],
     "resume_damaged_config": ["search", "--resume", "damaged", "--quiet"],
