@@ -295,6 +295,11 @@ def _read_request(run_dir: str, progress: bool) -> SearchRequest:
         raise UsageError(f"{run_dir} is not a dasc run directory (no config.json)",
                          Span.of_file(run_dir), "pass the RUN_DIR an earlier `dasc search -o` created")
     record = read_json(path)
+    if isinstance(record, dict) and "request" not in record and "arch" in record:
+        # train's TRAIN_DIR has a config.json too; 'damaged ... --force' would be wrong advice
+        raise UsageError(f"{run_dir} is a `dasc train` directory, not a search run: there is no "
+                         "search to resume", Span.of_file(run_dir),
+                         "pass the RUN_DIR that `dasc search -o` created")
     try:
         fields = dict(record["request"])  # type: ignore[index]
         fields["progress"] = progress

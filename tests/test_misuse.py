@@ -58,6 +58,8 @@ def ws(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(ws)
         assert main(["search", "digits.das", "--data", "digits", *SMALL, *FAST, "-o", "run"]) == 0
+        assert main(["train", "digits.das", *SMALL, "--data", "digits", "--arch", "run/arch.json",
+                     *FAST, "-o", "trained"]) == 0
     arch = json.loads((ws / "run" / "arch.json").read_text())
     first = sorted(arch["choices"])[0]
     (ws / "badop.json").write_text(json.dumps({**arch, "choices": {**arch["choices"],
@@ -137,6 +139,7 @@ CASES = {
     "resume_checkpoint_of_other_parameters": ["search", "--resume", "other", "--quiet"],
     "resume_damaged_config": ["search", "--resume", "damaged", "--quiet"],
     "resume_config_nested_too_deeply": ["search", "--resume", "deep", "--quiet"],
+    "resume_train_directory": ["search", "--resume", "trained", "--quiet"],
     "resume_not_a_run": ["search", "--resume", "notarun"],
     "resume_with_space": ["search", "digits.das", "--resume", "run"],
     "data_missing": ["search", "digits.das", "--data", "nothere.npz", "-o", "new"],
