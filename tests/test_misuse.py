@@ -37,6 +37,7 @@ def ws(tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("misuse")
     for name in ("digits.das", "darts.das"):
         shutil.copy(SPACES / name, ws / name)
+    shutil.copy(ws / "digits.das", ws / "pristine.das")  # to check no misuse overwrites it
     text = (SPACES / "digits.das").read_text().replace("  epochs = 10", "  epochs = 1\n"
                                                       "  train_portion = 0.9")
     (ws / "digits09.das").write_text(text)
@@ -174,7 +175,7 @@ def test_misuse_is_one_line_with_a_hint(ws, capsys, monkeypatch, name):
     misuse(ws, capsys, monkeypatch, name, CASES[name])
     assert not (ws / "new").exists() and not (ws / "huge").exists() and not (ws / "split").exists()
     assert (ws / "notarun" / "notes.txt").read_text() == "precious\n"
-    assert (ws / "digits.das").read_text() == (SPACES / "digits.das").read_text()
+    assert (ws / "digits.das").read_text() == (ws / "pristine.das").read_text()
     assert (ws / "trained.pt").read_bytes()[:2] == b"PK", "the checkpoint was overwritten"
 
 
