@@ -5,16 +5,20 @@ it is named). Before anything is written, the formatted text is parsed again and
 same AST; a formatter bug must never corrupt a user's file, so a mismatch aborts the command
 and leaves the file untouched. The rewrite is atomic. `--check` writes nothing, prints a unified
 diff for each file that is not formatted and exits 1 (the convention of black and gofmt -l).
+Only regular files are rewritten; `--check` also reads a pipe (`dasc fmt --check <(...)`).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import os
+import stat
 from dataclasses import dataclass
 from typing import Any
 
 from dasc.cli.common import Context, check_space_file, new_command, require
+from dasc.errors import UsageError
 from dasc.fsutil import atomic_write_text
 
 
@@ -54,6 +58,8 @@ def format_text(text: str, path: str) -> str:
 def fmt_command(cfg: FmtConfig, ctx: Context) -> int:
     results: list[dict[str, Any]] = []
     for path in cfg.files:  # read and format everything first: one bad file writes nothing
+        if not cfg.check:
+            check_rewritable(path)
         text = check_space_file(path, ctx.sources)
         formatted = format_text(text, path)
         results.append({"file": path, "text": text, "formatted": formatted,
@@ -84,6 +90,22 @@ def fmt_command(cfg: FmtConfig, ctx: Context) -> int:
         for r in results:
             ctx.note(f"{r['file']}: {'formatted' if r['changed'] else 'already formatted'}")
     return 0
+
+
+def check_rewritable(path: str) -> None:
+    """Refuse to rewrite a named pipe, `<(...)` or a device: the formatted text would go into
+    the pipe, where nobody reads it, and 'formatted' would be a lie. Checked before reading, so
+    a pipe is neither drained nor waited on. A missing file or a directory is left to
+    `check_space_file`, which words those."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise UsageError(f"cannot rewrite '{path}': it is not a regular file (a pipe or a "
+                         "device), so the formatted text would be lost",
+                         hint="use --check to print the changes instead, or save the text to a "
+                              "real file and format that")
 
 
 def unified_diff(old: str, new: str, path: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast as pyast
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -42,6 +43,7 @@ def ws(tmp_path_factory) -> Path:
                                                       "  train_portion = 0.9")
     (ws / "digits09.das").write_text(text)
     (ws / "afile").write_text("a regular file\n")
+    os.mkfifo(ws / "fifo.das")  # never opened by a refused command: nothing writes to it
     (ws / "bad.pt").write_bytes(b"not a checkpoint\n")
     (ws / "bad.json").write_text('{"format": "dasc-arch", "choices": {')
     (ws / "wrong.json").write_text('{"hello": 1}\n')
@@ -112,6 +114,7 @@ CASES = {
     "set_too_large": ["compile", "digits.das", "--set", "C=" + "9" * 101],
     "space_missing": ["compile", "digit.das"],
     "space_is_directory": ["compile", "."],
+    "fmt_rewrite_of_a_pipe": ["fmt", "fifo.das"],
     "epochs_negative": ["search", "digits.das", "--epochs", "-1", "-o", "new"],
     "epochs_not_a_number": ["search", "digits.das", "--epochs", "abc", "-o", "new"],
     "train_epochs_zero": [*TRAIN, *ARCH, "--epochs", "0", "-o", "t"],
@@ -233,10 +236,14 @@ def test_real_process_exit_status(args):
     assert FIRST_LINE.match(res.stderr.splitlines()[0])
 
 
-def test_space_from_a_pipe_is_read_once(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("argv,status,says", [
+    (["compile", "space.das"], 0, "architectures  2"),
+    (["fmt", "--check", "space.das"], 0, "1 file already formatted"),
+])
+def test_space_from_a_pipe_is_read_once(tmp_path, capsys, monkeypatch, argv, status, says):
     """`dasc compile <(sed ... x.das)` names a pipe: read twice, the second read was empty and
-    the space was reported as having no network block (a named pipe hung for ever)."""
-    import os
+    the space was reported as having no network block (a named pipe hung for ever). `fmt
+    --check` reads a pipe too (only the rewrite refuses one)."""
     import threading
 
     fifo = tmp_path / "space.das"
@@ -256,11 +263,12 @@ def test_space_from_a_pipe_is_read_once(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
     try:
-        assert main(["compile", "space.das"]) == 0, capsys.readouterr().err
+        assert main(argv) == status, capsys.readouterr().err
     finally:
         done.set()
         writer.join(timeout=5)
-    assert "architectures  2" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert says in out.out + out.err
 
 
 # ----------------------------------------------------------------------- nothing executes
