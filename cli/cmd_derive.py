@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from dasc.cli.common import (
-    Context, add_set_option, add_space_argument, check_not_input, check_space_file, new_command,
+    Context, add_set_option, add_space_argument, check_not_input, check_run_overrides,
+    check_space_file, new_command,
 )
 from dasc.errors import Span, UsageError
 
@@ -53,25 +54,8 @@ def arch_from_run(ir, run_dir: str):
     mode = "sigmoid" if cfg.get("gate") == "sigmoid" else "darts"
     arch = discretize(ir, history[-1]["weights"], mode=mode,
                       threshold=float(cfg.get("threshold", 0.5)), budget=_run_budget(ir, cfg))
-    _check_run_params(ir, run_dir, config)  # after: a run of another space fails on its α keys
+    check_run_overrides(ir, run_dir, config)  # after: a run of another space fails on its α keys
     return arch
-
-
-def _check_run_params(ir, run_dir: str, config) -> None:
-    """Refuse a space compiled with other `--set` values than the run: its α keys usually
-    still match (cells are shared), so the run's choices would be reported silently with the
-    parameters and MACs of another network."""
-    request = config.get("request") if isinstance(config, dict) else None
-    ran = request.get("overrides") if isinstance(request, dict) else None
-    if not isinstance(ran, dict):
-        return
-    params = dict(ir.params)
-    differ = [k for k, v in ran.items() if k in params and params[k] != v]
-    if differ:
-        sets = " ".join(f"--set {k}={v}" for k, v in ran.items())
-        here = ", ".join(f"{k}={params[k]}" for k in differ)
-        raise UsageError(f"'{run_dir}' was searched with {sets}, but the space is compiled here "
-                         f"with {here}", hint=f"pass the run's values: {sets}")
 
 
 def _run_budget(ir, cfg: dict):

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dasc.cli.common import (
-    Context, add_set_option, add_space_argument, check_not_input, check_space_file, new_command,
-    require,
+    Context, add_set_option, add_space_argument, check_not_input, check_run_overrides,
+    check_space_file, new_command, require,
 )
 from dasc.errors import DascError, UsageError
 from dasc.fsutil import atomic_write_bytes, atomic_write_text, check_output_path
@@ -88,6 +88,8 @@ def render_command(cfg: RenderConfig, ctx: Context) -> int:
     from dasc.compiler.dot import to_dot
 
     text = to_dot(ir, arch=arch, alpha=alpha)
+    if cfg.run_dir is not None:  # after to_dot: a run of another space fails on its α keys
+        check_run_overrides(ir, cfg.run_dir)
     if cfg.fmt == "gv":
         atomic_write_text(cfg.output, text)
         size = len(text.encode("utf-8"))

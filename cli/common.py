@@ -130,6 +130,33 @@ def check_space_file(path: str, sources: Sources | None = None) -> str:
     return text
 
 
+def check_run_overrides(ir: Any, run_dir: str, config: object = None) -> None:
+    """Refuse a space compiled with other `--set` values than the search run in `run_dir`: the
+    run's α keys usually still match (cells are shared per stride), so `derive --run` would
+    report the run's choices with the parameters and MACs of another network, and `render
+    --run` would draw it. `config` is the run's config.json (read here when not given; a
+    directory without one has nothing to compare). Call it after the α keys were matched to
+    the space, so a run of another space fails on those instead."""
+    if config is None:
+        path = Path(run_dir) / "config.json"
+        if not path.is_file():
+            return
+        from dasc.runtime.rundir import read_json
+
+        config = read_json(path)
+    request = config.get("request") if isinstance(config, dict) else None
+    ran = request.get("overrides") if isinstance(request, dict) else None
+    if not isinstance(ran, dict):
+        return
+    params = dict(ir.params)
+    differ = [k for k, v in ran.items() if k in params and params[k] != v]
+    if differ:
+        sets = " ".join(f"--set {k}={v}" for k, v in ran.items())
+        here = ", ".join(f"{k}={params[k]}" for k in differ)
+        raise UsageError(f"'{run_dir}' was searched with {sets}, but the space is compiled here "
+                         f"with {here}", hint=f"pass the run's values: {sets}")
+
+
 def _example_in(directory: Path) -> str:
     for child in sorted(directory.glob("*.das")):
         return str(child)

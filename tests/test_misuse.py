@@ -139,6 +139,7 @@ CASES = {
     "export_opset_out_of_range": ["export", "digits.das", *SMALL, *ARCH, "--opset", "99",
                                   "-o", "m.onnx"],
     "derive_run_of_other_parameters": ["derive", "digits.das", "--run", "run"],
+    "render_run_of_other_parameters": ["render", "digits.das", "--run", "run", "-o", "new.gv"],
     "resume_truncated_checkpoint": ["search", "--resume", "trunc", "--quiet"],
     "resume_checkpoint_of_other_parameters": ["search", "--resume", "other", "--quiet"],
     "resume_damaged_config": ["search", "--resume", "damaged", "--quiet"],
@@ -177,6 +178,7 @@ CASES = {
 def test_misuse_is_one_line_with_a_hint(ws, capsys, monkeypatch, name):
     misuse(ws, capsys, monkeypatch, name, CASES[name])
     assert not (ws / "new").exists() and not (ws / "huge").exists() and not (ws / "split").exists()
+    assert not (ws / "new.gv").exists()
     assert (ws / "notarun" / "notes.txt").read_text() == "precious\n"
     assert (ws / "digits.das").read_text() == (ws / "pristine.das").read_text()
     assert (ws / "trained.pt").read_bytes()[:2] == b"PK", "the checkpoint was overwritten"
