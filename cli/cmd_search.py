@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dasc.cli.common import Context, add_set_option, check_space_file, new_command
+from dasc.cli.common import Context, add_set_option, check_nproc, check_space_file, new_command
 from dasc.errors import UsageError
 
 # flag -> SearchConfig field, for the flags that override a setting
@@ -66,9 +66,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from dasc.runtime.driver import SearchRequest, prints_result, request_from_run_dir, run_search
 
-    if args.nproc is not None and args.nproc < 1:
-        raise UsageError(f"--nproc must be at least 1, got {args.nproc}",
-                         hint="use --nproc 2 for two worker processes")
+    check_nproc(args.nproc)
     if args.resume:
         if args.space or args.output:
             raise UsageError("--resume takes the space and settings from the run directory",

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from dasc import __version__
-from dasc.cli.common import Context, add_set_option, add_space_argument, check_space_file, new_command
+from dasc.cli.common import (
+    Context, add_set_option, add_space_argument, check_nproc, check_space_file, new_command,
+)
 from dasc.errors import UsageError
 
 MARKER = "config.json"
@@ -109,9 +111,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from dasc.runtime.train import TrainConfig
 
     config = TrainConfig(**{k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None})
-    if args.nproc is not None and args.nproc < 1:
-        raise UsageError(f"--nproc must be at least 1, got {args.nproc}",
-                         hint="use --nproc 2 for two worker processes")
+    check_nproc(args.nproc)
     world = distributed.WorldInfo.from_env()
     if world.launched:  # a worker (of --nproc or torchrun): never launches again
         distributed.init_from_env()

@@ -163,6 +163,25 @@ def _example_in(directory: Path) -> str:
     return str(directory / "space.das")
 
 
+MAX_NPROC = 256
+
+
+def check_nproc(nproc: int | None) -> None:
+    """`--nproc` of search and train, refused before anything is created: at least 1, and at
+    most MAX_NPROC, since each worker is a whole Python process with its own copy of the model
+    on this one machine (a typo such as --nproc 10000 would fork until memory ran out)."""
+    if nproc is None:
+        return
+    if nproc < 1:
+        raise UsageError(f"--nproc must be at least 1, got {nproc}",
+                         hint="use --nproc 2 for two worker processes")
+    if nproc > MAX_NPROC:
+        raise UsageError(f"--nproc {nproc} is more than the {MAX_NPROC} worker processes dasc "
+                         "starts on one machine",
+                         hint="each worker is a process with its own copy of the model: use at "
+                              "most one per CPU core or GPU, and torchrun for several machines")
+
+
 # ----------------------------------------------------------------------------- seams
 
 

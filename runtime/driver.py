@@ -94,7 +94,8 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
         config = resolve_config(ir.search, request.settings)
     data = load_dataset(request.data)
     check_fits(data, _input_shape(ir), _classes(ir), ir.span)
-    _check_split(len(data.x_train), config, request.data)
+    # the parent of --nproc N checks N here, before RUN_DIR exists (workers pass 1)
+    _check_split(len(data.x_train), config, request.data, 1 if world.launched else request.nproc)
     check_fits_in_memory(ir)  # before RUN_DIR is created: a refused run leaves nothing behind
     if config.device == "cuda":
         _check_cuda(world, request.nproc)
@@ -255,9 +256,11 @@ def _check_cuda(world, nproc: int = 1) -> None:
                          "use at most one process per GPU (--nproc / --nproc-per-node)")
 
 
-def _check_split(n: int, config, data: str) -> None:
+def _check_split(n: int, config, data: str, nproc: int = 1) -> None:
     """Both halves of the training data need images: an empty architecture half gives NaN
-    losses that would be misreported as a learning-rate problem."""
+    losses that would be misreported as a learning-rate problem. And every one of `nproc`
+    processes needs an image of each global batch (`Searcher.batches` splits it
+    `[rank::world]`), which the workers would only find out after RUN_DIR was created."""
     from dasc.runtime.search import split_indices
 
     w, a = split_indices(n, config.train_portion, config.seed)
@@ -267,6 +270,12 @@ def _check_split(n: int, config, data: str) -> None:
                          "(validation) half", None,
                          "use more training images, or a train_portion that leaves both halves "
                          "some (DARTS uses 0.5)")
+    batch = min(config.batch_size, len(w), len(a))  # a half smaller than a batch is one batch
+    if nproc > batch:
+        raise UsageError(f"--nproc {nproc} is more than the global batch of {batch} images, "
+                         "which is split over the processes", None,
+                         f"use --nproc {batch} or fewer, or a larger --batch-size: every "
+                         "process needs at least one image of each batch")
 
 
 def _config_record(request: SearchRequest, config) -> dict:
