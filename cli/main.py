@@ -1,7 +1,8 @@
 """`dasc` entry point: argument parsing, dispatch, and the one place errors become exit codes.
 
 Exit codes: 0 success; 1 a check that found differences (`fmt --check`); 2 any user mistake
-(a `DascError`: bad flag, bad `--set`, unreadable file, an error in the space); 130 Ctrl-C.
+(a `DascError`: bad flag, bad `--set`, unreadable file, an error in the space); 130 Ctrl-C;
+141 the reader of stdout went away (`dasc ... | head`), what a shell reports for SIGPIPE.
 Every other exception is a bug in dasc and is allowed to surface with its traceback.
 
 Each command lives in `cli/cmd_<name>.py` with `register(subparsers)` and `run(args, ctx)`;
@@ -89,6 +90,28 @@ def _subparser(parser: ArgParser, command: str | None) -> ArgParser | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one dasc command; returns the exit status instead of exiting (tests call this)."""
+    try:
+        status = _main(argv)
+        if sys.stdout is not None:  # what is still buffered: a reader that left shows here
+            sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # `dasc compile x --emit fx | head -1`: the reader left, which is no error worth a
+        # traceback. Exit as a process killed by SIGPIPE does (128 + 13, as the shell reports
+        # it), with stdout pointed at devnull so the interpreter's flush at exit cannot raise
+        # again (the recipe of Python's signal documentation).
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return SIGPIPE_STATUS
+
+
+SIGPIPE_STATUS = 128 + 13
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Architecture counts are exact ints of any size ("however large", DESIGN.md); Python 3.11
     # refuses to print ints over 4,300 digits unless told otherwise, which made large spaces
@@ -122,14 +145,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                            hint="lower --batch-size, or the space's size with --set "
                                 "(channels, layers), or use a machine with more memory"), ctx)
         return 2
-    except BrokenPipeError:
-        # `dasc compile x | head`: the reader left; not an error worth a traceback.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        return 1
 
 
 def _out_of_memory(exc: BaseException) -> bool:

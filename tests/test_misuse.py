@@ -242,6 +242,28 @@ def test_real_process_exit_status(args):
     assert FIRST_LINE.match(res.stderr.splitlines()[0])
 
 
+def test_reader_that_leaves_early_is_a_quiet_sigpipe_exit():
+    """`dasc compile x --emit fx | head -1`: the reader closes the pipe with most of the code
+    unwritten (over 64 KiB, more than a pipe holds). That exited 1, or with a BrokenPipeError
+    traceback; now it is quiet and 141, what a shell reports for a process killed by SIGPIPE."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "dasc", "compile", "spaces/darts.das",
+                             "--set", "layers=24", "--emit", "fx"], cwd=ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    try:
+        assert proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read().decode("utf-8", "replace")
+        assert proc.wait(timeout=300) == 141, err
+    finally:
+        proc.kill()
+        proc.wait()
+    assert err == "", err
+
+
 @pytest.mark.parametrize("argv,status,says", [
     (["compile", "space.das"], 0, "architectures  2"),
     (["fmt", "--check", "space.das"], 0, "1 file already formatted"),
