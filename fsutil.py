@@ -8,19 +8,44 @@ directory so the rename itself survives a power cut.
 
 A missing parent directory is the user's mistake (a typo in `-o`), reported as a `UsageError`
 rather than silently created: creating `ouput/` by accident hides the typo.
+
+Inputs are read by each stage, but `input_problem` words, for all of them, why a path is not a
+file that can be read ('does not exist' was said of directories, devices and symlink loops).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from dasc.errors import UsageError
 
-__all__ = ["check_output_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+__all__ = ["check_output_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+           "input_problem"]
+
+
+def input_problem(path: str | os.PathLike[str], *, pipes: bool = False) -> str | None:
+    """Why `path` cannot be read as an input file, in words that follow its name in a message
+    ('does not exist', 'is a symlink loop', 'is a directory', 'is not a regular file'), or None
+    when it can: a regular file, and with `pipes` also a named pipe or character device (a
+    space or arch from `<(...)` or /dev/stdin). Other failures, such as a permission, are left
+    to the read itself, which reports them."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "does not exist"
+    except OSError as exc:
+        return "is a symlink loop" if exc.errno == errno.ELOOP else None
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISREG(mode) or (pipes and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode))):
+        return None
+    return "is not a regular file"
 
 
 def check_output_path(path: str | os.PathLike[str]) -> Path:

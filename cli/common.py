@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, TextIO
 
 from dasc.errors import DascError, Sources, Span, UsageError
+from dasc.fsutil import input_problem
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _INT = re.compile(r"[+-]?[0-9]+\Z")
@@ -104,14 +105,18 @@ def check_space_file(path: str, sources: Sources | None = None) -> str:
     file without resolving includes. Returns the text and records it in `sources`.
     """
     p = Path(path)
-    if not p.exists():
+    problem = input_problem(p, pipes=True)
+    if problem == "does not exist":
         hint = "check the path"
         if not path.endswith(".das") and Path(path + ".das").exists():
             hint = f"did you mean {path}.das?"
         raise UsageError(f"no such file: '{path}'", hint=hint)
-    if p.is_dir():
+    if problem == "is a directory":
         raise UsageError(f"'{path}' is a directory, not a .das file",
                          hint=f"give a file inside it, e.g. {_example_in(p)}")
+    if problem:
+        raise UsageError(f"cannot read '{path}': it {problem}",
+                         hint="give the path of a .das file (ls -l shows where a link points)")
     try:
         data = p.read_bytes()
     except OSError as exc:

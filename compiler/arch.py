@@ -20,6 +20,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from dasc.compiler.ir import IR, ChoiceNode, CombineNode, OpNode, Region
 from dasc.errors import ConstraintError, UsageError
+from dasc.fsutil import input_problem
 
 FORMAT = "dasc-arch"
 VERSION = 1
@@ -235,12 +236,15 @@ def read_arch(source: str, ir: IR | None = None) -> Arch:
     text = source
     if not source.lstrip().startswith("{"):
         path = Path(source)
+        problem = input_problem(path, pipes=True)
+        if problem:
+            hint = ("give an arch.json path, its JSON text, a DARTS genotype or a NAS-Bench-201 "
+                    "string")
+            if problem == "is a directory" and (path / "arch.json").is_file():
+                hint = f"did you mean {path / 'arch.json'}?"
+            raise UsageError(f"architecture file '{source}' {problem}", hint=hint)
         try:
             text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UsageError(f"architecture file '{source}' does not exist",
-                             hint="give an arch.json path, its JSON text, a DARTS genotype "
-                                  "or a NAS-Bench-201 string") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read architecture '{source}': {exc}",
                              hint="give a readable UTF-8 arch.json file") from None

@@ -17,7 +17,7 @@ import torch
 
 from dasc.compiler.ir import IR, ChoiceNode, CombineNode, OpNode
 from dasc.errors import Span, UsageError
-from dasc.fsutil import atomic_write_bytes
+from dasc.fsutil import atomic_write_bytes, input_problem
 
 FORMAT = "dasc-checkpoint-1"
 
@@ -53,8 +53,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def load_checkpoint(path: Path, expect_fingerprint: str | None = None) -> dict:
     """Read a checkpoint safely; refuse corrupt files and checkpoints of another space."""
     span = Span.of_file(str(path))
-    if not path.is_file():
-        raise UsageError(f"checkpoint {path} does not exist", span,
+    problem = input_problem(path)
+    if problem:
+        raise UsageError(f"checkpoint {path} {problem}", span,
                          "point at a checkpoint written by `dasc search` or `dasc train`")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dasc.errors import Span, UsageError
+from dasc.fsutil import input_problem
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -79,8 +80,9 @@ def load_npz_dataset(path: str) -> Dataset:
     """A user's `.npz` with x_train, y_train, x_test, y_test (no pickled objects allowed)."""
     file = Path(path)
     span = Span.of_file(path)
-    if not file.is_file():
-        raise UsageError(f"data file {path} does not exist", span,
+    problem = input_problem(file)
+    if problem:
+        raise UsageError(f"data file {path} {problem}", span,
                          "pass --data digits or the path of an existing .npz file")
     try:
         with np.load(file, allow_pickle=False) as npz:

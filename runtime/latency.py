@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 from dasc.compiler.budget import BudgetRule, OpTicks, make_budget, model_ticks
 from dasc.compiler.ir import IR, ChoiceNode, OpCall, OpNode
 from dasc.errors import Span, UsageError
+from dasc.fsutil import input_problem
 from dasc.ops import REGISTRY
 from dasc.ops.registry import Shape
 
@@ -116,8 +117,9 @@ def read_table(path: str) -> dict:
     """The table's JSON, checked for shape; a corrupt or foreign file is a UsageError."""
     p = Path(path)
     span = Span.of_file(path)
-    if not p.is_file():
-        raise UsageError(f"latency table {path} does not exist", span,
+    problem = input_problem(p)
+    if problem:
+        raise UsageError(f"latency table {path} {problem}", span,
                          "make one with: dasc profile SPACE -o latency.json")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))

@@ -44,6 +44,8 @@ def ws(tmp_path_factory) -> Path:
     (ws / "digits09.das").write_text(text)
     (ws / "afile").write_text("a regular file\n")
     os.mkfifo(ws / "fifo.das")  # never opened by a refused command: nothing writes to it
+    (ws / "loop.das").symlink_to("loop2.das")
+    (ws / "loop2.das").symlink_to("loop.das")
     (ws / "bad.pt").write_bytes(b"not a checkpoint\n")
     (ws / "bad.json").write_text('{"format": "dasc-arch", "choices": {')
     (ws / "wrong.json").write_text('{"hello": 1}\n')
@@ -114,6 +116,7 @@ CASES = {
     "set_too_large": ["compile", "digits.das", "--set", "C=" + "9" * 101],
     "space_missing": ["compile", "digit.das"],
     "space_is_directory": ["compile", "."],
+    "space_is_a_symlink_loop": ["compile", "loop.das"],
     "fmt_rewrite_of_a_pipe": ["fmt", "fifo.das"],
     "epochs_negative": ["search", "digits.das", "--epochs", "-1", "-o", "new"],
     "epochs_not_a_number": ["search", "digits.das", "--epochs", "abc", "-o", "new"],
@@ -129,12 +132,14 @@ CASES = {
     "learning_rate_infinite": ["search", "digits.das", "--w-lr", "inf", "-o", "new"],
     "search_without_output": ["search", "digits.das"],
     "arch_missing": [*TRAIN, "--arch", "nothere.json", "-o", "t"],
+    "arch_is_a_run_directory": ["derive", "digits.das", *SMALL, "--arch", "run"],
     "arch_corrupt": [*TRAIN, "--arch", "bad.json", "-o", "t"],
     "arch_not_an_arch": [*TRAIN, "--arch", "wrong.json", "-o", "t"],
     "arch_nested_too_deeply": [*TRAIN, "--arch", "deep.json", "-o", "t"],
     "arch_does_not_fit": [*TRAIN, "--arch", "badop.json", "-o", "t"],
     "arch_of_another_space": ["train", "darts.das", *ARCH, "--data", "digits", "-o", "t"],
     "weights_corrupt": [*TRAIN, *ARCH, "--weights", "bad.pt", "-o", "t"],
+    "weights_not_a_regular_file": [*TRAIN, *ARCH, "--weights", "/dev/null", "-o", "t"],
     "weights_truncated": [*TRAIN, *ARCH, "--weights", "trunc.pt", "-o", "t"],
     "weights_of_other_parameters": ["train", "digits.das", "--set", "C=8", "--set", "layers=2",
                                     "--data", "digits", *ARCH, "--weights", "run", "-o", "t"],
@@ -153,6 +158,7 @@ CASES = {
     "resume_with_space": ["search", "digits.das", "--resume", "run"],
     "data_missing": ["search", "digits.das", "--data", "nothere.npz", "-o", "new"],
     "data_corrupt": ["search", "digits.das", "--data", "bad.npz", "-o", "new"],
+    "data_not_a_regular_file": ["search", "digits.das", "--data", "/dev/null", "-o", "new"],
     "data_pickled_objects": ["search", "digits.das", "--data", "obj.npz", "-o", "new"],
     "data_wrong_shape": ["search", "digits.das", "--data", "rgb.npz", "-o", "new"],
     "data_string_labels": ["search", "digits.das", "--data", "strlabels.npz", "-o", "new"],
