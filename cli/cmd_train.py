@@ -124,6 +124,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     output = ir.node(ir.output).shape
     shape = ir.node(ir.input).shape
     check_fits(data, (shape.c, shape.h, shape.w), output.c if output else None, ir.span)
+    if not world.launched and (args.nproc or 1) > 1:  # before TRAIN_DIR exists
+        from dasc.runtime.search import split_indices
+
+        train_idx, _ = split_indices(len(data.x_train), 1 - config.val_fraction, config.seed)
+        distributed.check_nproc_fits_batch(args.nproc, min(config.batch_size, len(train_idx)))
     init, weights = None, None
     if args.weights:  # read by rank 0, handed to the others
         init, weights = distributed.from_rank0(

@@ -304,3 +304,17 @@ def _quiet_launcher_logs() -> None:
     for name in list(logging.Logger.manager.loggerDict):
         if name.startswith(("torch.distributed.elastic", "torch.distributed.launcher")):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def check_nproc_fits_batch(nproc: int, batch: int) -> None:
+    """Every one of `nproc` processes needs an image of each global batch (batches are split
+    `[rank::world]`); checked by the parent before it creates anything, since the workers would
+    only find out after the output directory exists (search) or silently skip every batch
+    (train)."""
+    from dasc.errors import UsageError
+
+    if nproc > batch:
+        raise UsageError(f"--nproc {nproc} is more than the global batch of {batch} images, "
+                         "which is split over the processes", None,
+                         f"use --nproc {batch} or fewer, or a larger --batch-size: every "
+                         "process needs at least one image of each batch")

@@ -261,6 +261,7 @@ def _check_split(n: int, config, data: str, nproc: int = 1) -> None:
     losses that would be misreported as a learning-rate problem. And every one of `nproc`
     processes needs an image of each global batch (`Searcher.batches` splits it
     `[rank::world]`), which the workers would only find out after RUN_DIR was created."""
+    from dasc.runtime import distributed
     from dasc.runtime.search import split_indices
 
     w, a = split_indices(n, config.train_portion, config.seed)
@@ -270,12 +271,8 @@ def _check_split(n: int, config, data: str, nproc: int = 1) -> None:
                          "(validation) half", None,
                          "use more training images, or a train_portion that leaves both halves "
                          "some (DARTS uses 0.5)")
-    batch = min(config.batch_size, len(w), len(a))  # a half smaller than a batch is one batch
-    if nproc > batch:
-        raise UsageError(f"--nproc {nproc} is more than the global batch of {batch} images, "
-                         "which is split over the processes", None,
-                         f"use --nproc {batch} or fewer, or a larger --batch-size: every "
-                         "process needs at least one image of each batch")
+    # a half smaller than a batch is one batch
+    distributed.check_nproc_fits_batch(nproc, min(config.batch_size, len(w), len(a)))
 
 
 def _config_record(request: SearchRequest, config) -> dict:

@@ -8,7 +8,7 @@ reviewed diff. Numerical faults (NaN loss, exploding α, an empty validation spl
 message naming the cause and keep the last good checkpoint. And input is only ever data: no
 eval/exec, checkpoints loaded with weights_only=True, includes confined to the space's folder.
 
-Commands run in-process through `main()` (torch imported once); two run as real processes to
+Commands run in-process through `main()` (torch imported once); three run as real processes to
 prove the exit status.
 """
 
@@ -126,6 +126,8 @@ CASES = {
     "nproc_more_than_the_batch": ["search", "digits.das", "--data", "digits", *SMALL,
                                   "--batch-size", "4", "--nproc", "8", "--quiet", "-o", "new"],
     "train_nproc_too_large": [*TRAIN, *ARCH, "--nproc", "1000", "-o", "new"],
+    "train_nproc_more_than_the_batch": [*TRAIN, *ARCH, "--batch-size", "4", "--nproc", "8",
+                                        "-o", "new"],
     "seed_too_large": ["search", "digits.das", "--seed", str(2**64), "-o", "new"],
     "train_seed_negative": [*TRAIN, *ARCH, "--seed", "-1", "-o", "new"],
     "tau_not_a_number": ["search", "digits.das", "--tau", "nan", "-o", "new"],
