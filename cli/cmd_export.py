@@ -39,11 +39,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     # `-o best.pt` or `-o space.das` would replace a trained checkpoint or the space with ONNX
     check_not_input(args.output, args.space, args.arch, *([args.weights] if args.weights else []))
     import torch
-    from torch.onnx import _constants as onnx_limits
 
     # the TorchScript exporter's range; outside it torch fails deep inside the export
-    low = onnx_limits.ONNX_MIN_OPSET
-    high = getattr(onnx_limits, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", onnx_limits.ONNX_MAX_OPSET)
+    low, high = _opset_range()
     if not low <= args.opset <= high:
         raise UsageError(f"--opset {args.opset} is not supported: the exporter writes ONNX opsets "
                          f"{low} to {high}", hint="leave out --opset for the default, 17")
@@ -85,3 +83,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 + (f" ({weights['fresh']} tensors without a supernet counterpart left fresh)"
                    if weights["fresh"] else ""))
     return 0
+
+
+def _opset_range() -> tuple[int, int]:
+    """The opsets torch's TorchScript exporter writes; `_constants` is private, so a torch
+    without it gets the range of the torch versions dasc was tested with (7..20)."""
+    try:
+        from torch.onnx import _constants as limits
+
+        return (int(limits.ONNX_MIN_OPSET),
+                int(getattr(limits, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", limits.ONNX_MAX_OPSET)))
+    except (ImportError, AttributeError):
+        return 7, 20
