@@ -177,7 +177,7 @@ def make_plan(ir: IR, rules: Sequence[Rule], st: Structure | None = None,
         if len(rs) == 1:
             inlined.append(rs[0])
             continue
-        rep, m = rs[0], len(rs)
+        rep, m = _profile_instance(rs), len(rs)
         paths = [PathTracker(frozenset(rep.inputs), r.min_nonskip, rep.output)
                  for r in _cell_rules(rules, PathRule, rep.cell)]
         counts = [CountTracker(r.op, r.max_count) for r in _cell_rules(rules, CountRule, rep.cell)]
@@ -206,6 +206,30 @@ def make_plan(ir: IR, rules: Sequence[Rule], st: Structure | None = None,
                    for r in _cell_rules(rules, CountRule, reg.cell)]
     steps = build_dag(ir, st, members, (), opaque)
     return Plan(ir, st, tuple(units), steps, tuple(paths), tuple(counts))
+
+
+def _profile_instance(instances: Sequence[Region]) -> Region:
+    """The instance of a shared cell whose subgraph gives its per-input profile.
+
+    A network-level rule needs the distance from each input *position* of the cell to its
+    output. An instance called with one tensor in two positions (the first DARTS cell gets
+    `s0 = s1 = stem`) cannot tell those positions apart, so it would report a path from an
+    unused input; the instance with the most distinct inputs can. Its merged positions must be
+    merged in every other instance too, or no single profile is exact for all of them.
+    """
+    def classes(r: Region) -> list[set[int]]:
+        return [{i for i, y in enumerate(r.inputs) if y == x} for x in dict.fromkeys(r.inputs)]
+
+    best = max(instances, key=lambda r: len(set(r.inputs)))
+    for other in instances:
+        if not all(any(c <= d for d in classes(other)) for c in classes(best)):
+            raise ConstraintError(
+                f"cell '{best.cell}' is called with the same tensor in different argument "
+                f"positions at {best.id} and {other.id}, so its constraints cannot be decided "
+                "exactly", span=other.span,
+                hint="pass distinct tensors to the cell in at least one call, or state the "
+                     "`paths` rule per cell (`in CELL`)")
+    return best
 
 
 def _cell_rules(rules: Iterable[Rule], kind: type, cell: str | None) -> list:

@@ -51,6 +51,31 @@ def test_each_rule_alone_equals_brute_force(spec):
         assert count_satisfying(ir, (rule,)) == expected
 
 
+def test_network_rule_when_the_first_shared_cell_gets_one_tensor_twice():
+    """Found by hypothesis in a fresh CI clone: the representative cell is called with
+    (stem, stem), so it could not tell its unused input s0 from s1 and reported a path from s0;
+    the count said 1 of 3 satisfy `paths >= 3`, brute force 2 (`none` cuts every path)."""
+    from dasc.compiler.ir import PathRule
+
+    spec = Spec(n_in=2, nodes=(Node((Edge(1, ("none", "skip_connect", "max_pool_3x3")),)),),
+                n_cells=3, shared=True, rules=(PathRule(None, 3),))
+    ir = build(spec)
+    assert count_architectures(ir) == brute(ir) == Counts(3, 2)
+
+
+def test_a_shared_cell_with_incompatible_repeated_arguments_is_refused():
+    from dasc.compiler.count import _profile_instance
+    from dasc.compiler.ir import Region
+    from dasc.errors import ConstraintError
+
+    a = Region("c0", "c", "c[]", ("x", "x", "z"), "a", True)
+    b = Region("c1", "c", "c[]", ("p", "q", "q"), "b", False)
+    with pytest.raises(ConstraintError, match="same tensor in different argument positions"):
+        _profile_instance([a, b])
+    distinct = Region("c2", "c", "c[]", ("p", "q", "r"), "d", False)
+    assert _profile_instance([a, distinct]) is distinct
+
+
 def test_network_rule_over_shared_cells():
     """A network-level cap counts every instance of a shared cell (3 instances here)."""
     from dasc.compiler.ir import CountRule, PathRule
