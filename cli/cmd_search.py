@@ -7,6 +7,7 @@ hands it to the runtime; torch is imported only inside `run`.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from dasc.cli.common import Context, add_set_option, check_nproc, check_space_file, new_command
@@ -71,12 +72,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if args.space or args.output:
             raise UsageError("--resume takes the space and settings from the run directory",
                              hint=f"run just: dasc search --resume {args.resume}")
-        request = request_from_run_dir(args.resume, progress=not (args.quiet or ctx.json))
+        request, space_text = request_from_run_dir(args.resume,
+                                                   progress=not (args.quiet or ctx.json))
         if args.nproc is not None:  # checkpoints resume on any number of processes
             request = _replace(request, nproc=args.nproc)
         if args.sync_bn:
             request = _replace(request, sync_bn=True)
-        check_space_file(request.space, ctx.sources)
+        _use_space_copy(request.space, space_text, args.resume, ctx)
         summary = run_search(request, ctx.sources, resume=True)
     else:
         if not args.space:
@@ -98,6 +100,25 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     else:
         ctx.out(_human(summary))
     return 0
+
+
+def _use_space_copy(space: str, copy: str | None, run_dir: str, ctx: Context) -> None:
+    """Resume the space text the search started with (RUN_DIR/space.das), under SPACE's name
+    so that includes still resolve beside it; a run from before the copy reads SPACE again."""
+    from dasc.runtime.driver import prints_result
+
+    if copy is None:
+        check_space_file(space, ctx.sources)
+        return
+    if Path(space).is_file() and prints_result():
+        try:
+            edited = Path(space).read_text(encoding="utf-8") != copy
+        except (OSError, UnicodeDecodeError):
+            edited = True
+        if edited:
+            ctx.note(f"note: {space} has changed since the search started; resuming with the "
+                     f"copy in {Path(run_dir) / 'space.das'}")
+    ctx.sources.add(space, copy)
 
 
 def _replace(request, **changes):

@@ -84,7 +84,8 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
     from dasc.runtime.config import resolve_config
     from dasc.runtime.data import check_fits, load_dataset
     from dasc.runtime.lower import check_fits_in_memory
-    from dasc.runtime.rundir import prepare_run_dir, write_json
+    from dasc.fsutil import atomic_write_text
+    from dasc.runtime.rundir import SPACE_COPY, prepare_run_dir, write_json
 
     run_dir = Path(request.run_dir)
     ir = _compile(request.space, request.overrides, sources)
@@ -104,6 +105,9 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
         prepare_run_dir(run_dir, force=request.force, resume=resume)
         if not resume:
             write_json(run_dir / "config.json", _config_record(request, config))
+            # after config.json (the run marker): a kill in between leaves an ordinary run
+            # whose resume reads SPACE itself, never a directory that --force refuses to clear
+            atomic_write_text(run_dir / SPACE_COPY, sources.text(request.space) or "")
 
     if not world.launched and request.nproc > 1:
         prepare()
@@ -284,13 +288,29 @@ def _config_record(request: SearchRequest, config) -> dict:
     return {"dasc_version": __version__, "request": fields, "config": config.to_json()}
 
 
-def request_from_run_dir(run_dir: str, progress: bool = True) -> SearchRequest:
-    """The request a run was started with, for `--resume` (read by rank 0 in a worker)."""
+def request_from_run_dir(run_dir: str, progress: bool = True) -> tuple[SearchRequest, str | None]:
+    """The request a run was started with and the text of its space as it was then, for
+    `--resume` (read by rank 0 in a worker; the text is None for a run from before the copy).
+
+    The copy is what makes a resume exact and always possible: SPACE may since have been edited,
+    deleted, or have been a pipe (`dasc search <(gen.sh) ...`) that cannot be read twice.
+    """
     from dasc.runtime import distributed
 
     if distributed.WorldInfo.from_env().launched:
         distributed.init_from_env()
-    return distributed.from_rank0(lambda: _read_request(run_dir, progress))
+    return distributed.from_rank0(
+        lambda: (_read_request(run_dir, progress), _read_space_copy(Path(run_dir))))
+
+
+def _read_space_copy(run_dir: Path) -> str | None:
+    from dasc.dsl.loader import read_source
+    from dasc.runtime.rundir import SPACE_COPY
+
+    path = run_dir / SPACE_COPY
+    if not path.exists():
+        return None
+    return read_source(str(path), Span.of_file(str(path)))
 
 
 def _read_request(run_dir: str, progress: bool) -> SearchRequest:

@@ -2,6 +2,7 @@
 
 Layout (documented in the README):
   config.json          resolved settings, space path, --set values, seed, dasc version
+  space.das            the space's text as the search read it (what --resume compiles)
   metrics.jsonl        one JSON object per epoch
   alpha_history.json   gate weights per α key per epoch
   checkpoints/last.pt  newest checkpoint (resume point); checkpoints/epoch_<n>.pt per epoch
@@ -20,6 +21,7 @@ from dasc.errors import Span, UsageError
 from dasc.fsutil import atomic_write_text
 
 MARKER = "config.json"
+SPACE_COPY = "space.das"
 
 
 def prepare_run_dir(path: Path, *, force: bool, resume: bool) -> None:
