@@ -135,7 +135,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     except KeyboardInterrupt as stop:  # a search's Interrupted says how to resume
         print(f"dasc: {stop}" if str(stop) else "dasc: interrupted", file=sys.stderr)
-        return 130
+        return getattr(stop, "status", 130)
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise

@@ -248,6 +248,14 @@ def describe_failure(failures: dict) -> tuple[int, str]:
     return rank, what
 
 
+class LaunchStopped(KeyboardInterrupt):
+    """The launcher was stopped by `signum` (SIGINT or SIGTERM) and stopped its workers."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.signum = signum
+
+
 def launch(nproc: int, argv: list[str]) -> int:
     """Run `python -m dasc <argv>` in `nproc` local workers; any worker failing stops all.
 
@@ -276,10 +284,10 @@ def launch(nproc: int, argv: list[str]) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "dasc", *argv)
-    except SignalException:
+    except SignalException as stop:
         # Ctrl-C (or SIGTERM) reached the launcher, which passed it on to the workers and
         # waited for them: they stop together after a step and rank 0 saves it.
-        raise KeyboardInterrupt from None
+        raise LaunchStopped(int(stop.sigval)) from None
     except ChildFailedError as exc:
         failures = exc.failures
         if {f.exitcode for f in failures.values()} == {2}:

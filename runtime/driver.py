@@ -135,10 +135,10 @@ def _launch(request: SearchRequest, run_dir: Path) -> dict:
     hint = f"continue with: dasc search --resume {run_dir} (on any number of processes)"
     try:
         code = distributed.launch(request.nproc, argv)
-    except KeyboardInterrupt:  # the workers finished their step and rank 0 saved it
+    except distributed.LaunchStopped as stop:  # the workers finished their step, rank 0 saved
         from dasc.runtime.search import Interrupted
 
-        raise Interrupted(run_dir) from None
+        raise Interrupted(run_dir, stop.signum) from None
     except distributed.WorkerFailed as err:
         raise UsageError(f"{err.message}; {_checkpoint_position(run_dir)}", None,
                          hint) from None
@@ -206,7 +206,7 @@ def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume
                 raise
             if prints_result():  # torchrun's rank 0; a --nproc parent says it itself
                 print(stopped, file=sys.stderr)
-            raise SystemExit(130) from None
+            raise SystemExit(stopped.status) from None
         finally:
             close()
         sync_bn.revert(searcher.model)

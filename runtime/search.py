@@ -82,40 +82,53 @@ class SearchState:
                                                     "seen": 0, "steps": 0})
 
 
+# The signals that stop a search at the next step boundary with a checkpoint: Ctrl-C, and the
+# SIGTERM a batch scheduler (SLURM, Kubernetes) or `kill` sends before its SIGKILL.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class _InterruptFlag:
-    """Turns SIGINT into a flag checked between steps, so no step is left half done."""
+    """Turns SIGINT and SIGTERM into a flag checked between steps, so no step is left half done."""
 
     def __init__(self) -> None:
-        self.raised = False
-        self._previous = None
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def raised(self) -> bool:
+        return self.signum is not None
 
     def __enter__(self) -> "_InterruptFlag":
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread (tests): no handler
-            self._previous = None
+        for signum in STOP_SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread (tests): no handler
+                pass
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.raised:  # a second Ctrl-C: the user insists
+        if self.raised:  # a second signal: the user (or the scheduler) insists
             raise KeyboardInterrupt
-        self.raised = True
+        self.signum = signum
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
 
 
 class Interrupted(KeyboardInterrupt):
-    """The search stopped on Ctrl-C after saving a checkpoint at a step boundary.
+    """The search stopped on Ctrl-C or SIGTERM after saving a checkpoint at a step boundary.
 
-    A KeyboardInterrupt, so the CLI gives it exit status 130 like any Ctrl-C, and prints its
-    message, which says how to resume.
+    A KeyboardInterrupt, so the CLI prints its message, which says how to resume, and exits
+    with `status`: 130 for Ctrl-C, 143 for SIGTERM (128 + the signal, as shells report a
+    process the signal killed, so a scheduler's logs read the same).
     """
 
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(f"search interrupted; resume with: dasc search --resume {run_dir}")
+    def __init__(self, run_dir: Path, signum: int = signal.SIGINT) -> None:
+        what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        super().__init__(f"search {what}; resume with: dasc search --resume {run_dir}")
         self.run_dir = run_dir
+        self.status = 128 + int(signum)
 
 
 def split_indices(n: int, portion: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -334,9 +347,9 @@ class Searcher:
                     if progress:
                         progress({"epoch": epoch + 1, "step": self.state.step,
                                   "steps": len(batches), **self._running_means()})
-                    if out["stop"]:
+                    if out["stop"]:  # this rank's signal, or another rank's (SIGINT then)
                         self.save()
-                        raise Interrupted(self.run_dir)
+                        raise Interrupted(self.run_dir, flag.signum or signal.SIGINT)
                 self._end_epoch(time.perf_counter() - started)
         return self.state
 

@@ -6,9 +6,9 @@ point followed by `dasc search --resume RUN_DIR` ends with the same α, weights 
 bit for bit, as a run that was never interrupted; that Ctrl-C saves a checkpoint and says how
 to resume; and that no kill leaves a truncated file for a later command to trip over.
 
-One uninterrupted reference run, and one chain of runs stopped at six moments (SIGKILL after
+One uninterrupted reference run, and one chain of runs stopped at seven moments (SIGKILL after
 config.json but before any checkpoint, SIGKILL right after the first checkpoint, Ctrl-C in
-epoch 1, SIGKILL mid-epoch 2, SIGKILL during the final phase, and a stale temporary file from a
+epoch 1, SIGTERM a step later, SIGKILL mid-epoch 2, SIGKILL during the final phase, and a stale temporary file from a
 write that never finished), each followed by `--resume`. On CPU with one thread, where results
 are exact; the reference runs concurrently with the chain.
 """
@@ -35,9 +35,10 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
 KILL_POINTS: list[str] = []
 
 
-def start(*args: str) -> subprocess.Popen:
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`dasc ARGS` in the background, with Ctrl-C delivered as in a terminal."""
-    return subprocess.Popen([sys.executable, "-m", "dasc", *args], cwd=ROOT, env=ENV,
+    return subprocess.Popen([sys.executable, "-m", "dasc", *args], cwd=ROOT,
+                            env={**ENV, **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -68,8 +69,26 @@ def kill(proc: subprocess.Popen, label: str) -> None:
     KILL_POINTS.append(label)
 
 
-def resume(run: Path) -> subprocess.Popen:
-    return start("search", "--resume", str(run), "--quiet")
+def resume(run: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return start("search", "--resume", str(run), "--quiet", env=env)
+
+
+def stop(proc: subprocess.Popen, signum: int, status: int, said: str, run: Path,
+         before: tuple[int, int]) -> tuple[int, int]:
+    """Send a stopping signal in the step loop: the process must save a checkpoint past
+    `before`, print how to resume, and exit with `status`; returns the checkpoint's position."""
+    import torch
+
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=300)
+    err = err.decode()
+    assert proc.returncode == status, err[-3000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"dasc: search {said}; resume with: dasc search --resume {run}")
+    state = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    assert (state["epoch"], state["step"]) > before, f"{signal.Signals(signum).name} saved no checkpoint"
+    return state["epoch"], state["step"]
 
 
 def finish(proc: subprocess.Popen) -> str:
@@ -140,8 +159,6 @@ def reference(tmp_path_factory) -> dict:
 def test_killed_at_every_stage_and_interrupted_then_resumed_is_bit_identical(reference, tmp_path):
     """One chain, so each stage's restart cost is paid once: every interruption is followed
     by `--resume`, and only the end result is compared (an inexact resume anywhere shows)."""
-    import torch
-
     run = tmp_path / "run"
     ckpt = run / "checkpoints"
 
@@ -160,17 +177,17 @@ def test_killed_at_every_stage_and_interrupted_then_resumed_is_bit_identical(ref
     proc = resume(run)
     wait_for(proc, rewritten(ckpt / "last.pt"), "the loop's first checkpoint")
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
-    err = err.decode()
-    assert proc.returncode == 130, err[-3000:]
-    assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == (
-        f"dasc: search interrupted; resume with: dasc search --resume {run}")
-    state = torch.load(ckpt / "last.pt", map_location="cpu", weights_only=True)
-    assert (state["epoch"], state["step"]) != (0, 0), "Ctrl-C saved no checkpoint"
-    KILL_POINTS.append(f"Ctrl-C (exit 130; checkpoint at epoch {state['epoch'] + 1}, "
-                       f"step {state['step']})")
+    before = stop(proc, signal.SIGINT, 130, "interrupted", run, (0, 0))
+    KILL_POINTS.append(f"Ctrl-C (exit 130; checkpoint at epoch {before[0] + 1}, "
+                       f"step {before[1]})")
+    assert_intact(run)
+
+    # SIGTERM (a scheduler pre-empting the job) stops the same way, exit 143. With a
+    # checkpoint after every step, which must not change the result either.
+    proc = resume(run, {"DASC_SAVE_EVERY": "0"})
+    wait_for(proc, rewritten(ckpt / "last.pt"), "a step after the resume")
+    at = stop(proc, signal.SIGTERM, 143, "stopped by SIGTERM", run, before)
+    KILL_POINTS.append(f"SIGTERM (exit 143; checkpoint at epoch {at[0] + 1}, step {at[1]})")
     assert_intact(run)
 
     proc = resume(run)
