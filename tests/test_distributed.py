@@ -121,6 +121,53 @@ def test_a_killed_worker_stops_the_run_and_resume_continues(tmp_path):
     assert (run / "arch.json").is_file()
 
 
+def test_sigterm_to_the_nproc_parent_stops_every_worker_after_a_step_and_saves(tmp_path):
+    """What a scheduler does to pre-empt a job: the parent forwards SIGTERM, the ranks agree
+    on the step to stop after, rank 0 saves it, the parent exits 143 saying how to resume."""
+    import os
+    import subprocess
+
+    from conftest import ROOT
+
+    run = tmp_path / "run"
+    env = {**os.environ, "DASC_SAVE_EVERY": "0", "OMP_NUM_THREADS": "1",
+           "PYTHONIOENCODING": "utf-8"}
+    proc = subprocess.Popen([sys.executable, "-m", "dasc", "search", "spaces/digits.das",
+                             "--data", "digits", *SMALL_CLI, "--epochs", "3", "--nproc", "2",
+                             "--quiet", "-o", str(run)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    last = run / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not _past_first_step(last):  # rank 0 saves after every step (DASC_SAVE_EVERY=0)
+        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+        assert time.monotonic() < deadline, "no step was checkpointed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    err = err.decode()
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"dasc: search stopped by SIGTERM; resume with: dasc search --resume {run}")
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert (state["epoch"], state["step"]) > (0, 1)
+    assert not (run / "summary.json").exists()
+
+    res = run_dasc("search", "--resume", str(run), "--nproc", "1", "--json",
+                   env={"OMP_NUM_THREADS": "1"}, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert _stdout_json(res.stdout)["epochs"] == 3
+
+
+def _past_first_step(checkpoint: Path) -> bool:
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError):  # not there yet (it is replaced atomically)
+        return False
+    return (state["epoch"], state["step"]) >= (0, 1)
+
+
 def test_nproc_2_search_prints_one_result_and_writes_the_run_directory(tmp_path):
     run = tmp_path / "run"
     res = run_dasc("search", "spaces/digits.das", "--data", "digits", *SMALL_CLI, "--nproc", "2",
