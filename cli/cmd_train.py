@@ -15,25 +15,25 @@ from pathlib import Path
 from typing import Any
 
 from dasc import __version__
-from dasc.cli.common import (
-    Context, add_set_option, add_space_argument, check_nproc, check_space_file, new_command,
+from dasc.cli.common import Context, add_set_option, check_nproc, check_space_file, new_command
+from dasc.cli.train_resume import (
+    TRAIN_FLAGS, check_fresh_args, last_state, request_record, resume_args, resume_detail,
 )
 from dasc.errors import UsageError
 
 MARKER = "config.json"
-_FLAGS = ("epochs", "batch_size", "lr", "device", "seed")
+_FLAGS = TRAIN_FLAGS
 
 
 def register(subparsers: Any) -> None:
     p = new_command(subparsers, "train", help="train a derived network from scratch",
                     description="Train the network an architecture derives from the space and "
                                 "report its test accuracy.")
-    add_space_argument(p)
-    p.add_argument("--arch", metavar="ARCH", required=True,
+    p.add_argument("space", metavar="SPACE", nargs="?", help="a .das file (not with --resume)")
+    p.add_argument("--arch", metavar="ARCH",
                    help="an arch.json, a DARTS genotype or a NAS-Bench-201 string "
                         "(literal or file)")
-    p.add_argument("--data", metavar="NAME", required=True,
-                   help="digits (bundled) or a .npz file")
+    p.add_argument("--data", metavar="NAME", help="digits (bundled) or a .npz file")
     p.add_argument("--epochs", type=int, metavar="N", help="training epochs (default 30)")
     p.add_argument("--batch-size", type=int, metavar="B", help="mini-batch size (default 64)")
     p.add_argument("--lr", type=float, metavar="LR",
@@ -48,9 +48,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--sync-bn", action="store_true",
                    help="with --nproc: batch-norm statistics over the global batch, not per process")
     p.add_argument("--force", action="store_true", help="replace an existing TRAIN_DIR")
+    p.add_argument("--resume", metavar="TRAIN_DIR",
+                   help="continue an interrupted training exactly, from its last finished epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_set_option(p)
-    p.add_argument("-o", "--output", metavar="TRAIN_DIR", required=True)
+    p.add_argument("-o", "--output", metavar="TRAIN_DIR", help="the directory to create")
 
 
 def prepare_train_dir(path: Path, force: bool) -> None:
@@ -110,13 +112,18 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from dasc.runtime.data import check_fits, load_dataset
     from dasc.runtime.train import TrainConfig
 
-    config = TrainConfig(**{k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None})
     check_nproc(args.nproc)
     world = distributed.WorldInfo.from_env()
     if world.launched:  # a worker (of --nproc or torchrun): never launches again
         distributed.init_from_env()
+    if args.resume:
+        args, stored = resume_args(args, ctx)
+    else:
+        check_fresh_args(args)
+        check_space_file(args.space, ctx.sources)
+        stored = {}
+    config = TrainConfig(**{k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None})
     out = Path(args.output)
-    check_space_file(args.space, ctx.sources)
     ir = compile_space(args.space, args.overrides, ctx.sources)
     arch = read_arch(args.arch, ir)
     derived = prune(ir, arch)
@@ -129,20 +136,27 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
         train_idx, _ = split_indices(len(data.x_train), 1 - config.val_fraction, config.seed)
         distributed.check_nproc_fits_batch(args.nproc, min(config.batch_size, len(train_idx)))
-    init, weights = None, None
-    if args.weights:  # read by rank 0, handed to the others
+    init, weights, last = None, None, None
+    if args.resume:  # the weights it started from are in last.pt now
+        weights = stored.get("weights")
+        last = distributed.from_rank0(lambda: last_state(out, derived))
+    elif args.weights:  # read by rank 0, handed to the others
         init, weights = distributed.from_rank0(
             lambda: _inherited(args.weights, ir, derived, arch, config.seed))
     meta = {"space": ir.name, "space_file": args.space, "overrides": dict(args.overrides),
             "arch": arch.to_json(ir.name), "data": args.data, "weights": weights,
-            "dasc_version": __version__}
+            "dasc_version": __version__,
+            "request": stored.get("request") or request_record(args, ctx.sources,
+                                                               arch.to_json(ir.name))}
     if not world.launched and (args.nproc or 1) > 1:
-        prepare_train_dir(out, args.force)
+        if not args.resume:
+            prepare_train_dir(out, args.force)
         result, processes = _launch(args, out, bool(args.quiet or ctx.json)), args.nproc
     else:
-        distributed.from_rank0(lambda: prepare_train_dir(out, args.force))
+        if not args.resume:
+            distributed.from_rank0(lambda: prepare_train_dir(out, args.force))
         result, processes = _train_here(args, ctx, derived, data, config, out, init, meta,
-                                        world), world.world
+                                        world, last), world.world
     from dasc.runtime.driver import prints_result
 
     if not prints_result():  # another rank, or a worker whose --nproc parent prints
@@ -173,9 +187,9 @@ def _inherited(source: str, ir, derived, arch, seed: int):
     return load_weights(source, ir, derived, arch, lower(derived).state_dict())
 
 
-def _train_here(args, ctx: Context, derived, data, config, out: Path, init, meta, world):
+def _train_here(args, ctx: Context, derived, data, config, out: Path, init, meta, world, last):
     from dasc.runtime import distributed
-    from dasc.runtime.search import Parallel
+    from dasc.runtime.search import Interrupted, Parallel
     from dasc.runtime.train import train
 
     parallel = Parallel(world.rank, world.world, distributed.average_across_ranks,
@@ -190,9 +204,18 @@ def _train_here(args, ctx: Context, derived, data, config, out: Path, init, meta
             die(steps[0])
 
     try:
-        with distributed.peer_guard(world.rank, world.world, "train again with --force"):
+        with distributed.peer_guard(world.rank, world.world,
+                                    f"continue with: dasc train --resume {out}"):
             return train(derived, data, config, out, on_step, init=init, meta=meta,
-                         parallel=parallel)
+                         parallel=parallel, resume=last)
+    except Interrupted as stopped:
+        if not world.launched:
+            raise
+        from dasc.runtime.driver import prints_result
+
+        if prints_result():  # torchrun's rank 0; a --nproc parent says it itself
+            print(f"dasc: {stopped}", file=sys.stderr)
+        raise SystemExit(stopped.status) from None
     finally:
         close()
         distributed.shutdown()
@@ -202,15 +225,20 @@ def _launch(args, out: Path, quiet: bool):
     """The parent of `--nproc N`: the workers run this same command; rank 0 writes."""
     from dasc.runtime import distributed
     from dasc.runtime.rundir import read_json
+    from dasc.runtime.search import Interrupted
     from dasc.runtime.train import TrainResult
 
     try:
         code = distributed.launch(args.nproc, _worker_argv(args, quiet))
+    except distributed.LaunchStopped as stop:  # the workers stopped after the same step
+        if not (out / "summary.json").is_file():  # (else the signal came after the end)
+            raise Interrupted(out, stop.signum, "train", resume_detail(out)) from None
+        code = 0
     except distributed.WorkerFailed as err:
-        raise UsageError(err.message, hint=f"train again with --force -o {out}") from None
+        raise UsageError(err.message, hint=f"continue with: dasc train --resume {out}") from None
     if code != 0:
         raise UsageError("the distributed training failed (see the workers' messages above)",
-                         hint=f"fix the cause and train again with --force -o {out}")
+                         hint=f"fix the cause and continue with: dasc train --resume {out}")
     summary = read_json(out / "summary.json")
     names = TrainResult.__dataclass_fields__
     return TrainResult(**{k: v for k, v in summary.items() if k in names})  # type: ignore[union-attr]
@@ -218,6 +246,9 @@ def _launch(args, out: Path, quiet: bool):
 
 def _worker_argv(args, quiet: bool) -> list[str]:
     """This command's flags again, for the workers (the parent has prepared TRAIN_DIR)."""
+    if args.resume:
+        return (["train", "--resume", args.output] + (["--quiet"] if quiet else [])
+                + (["--sync-bn"] if args.sync_bn else []))
     argv = ["train", args.space, "--arch", args.arch, "--data", args.data, "-o", args.output]
     for flag in _FLAGS:
         if getattr(args, flag) is not None:

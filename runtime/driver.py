@@ -138,7 +138,9 @@ def _launch(request: SearchRequest, run_dir: Path) -> dict:
     except distributed.LaunchStopped as stop:  # the workers finished their step, rank 0 saved
         from dasc.runtime.search import Interrupted
 
-        raise Interrupted(run_dir, stop.signum) from None
+        if not (run_dir / "summary.json").is_file():  # (else the signal came after the end)
+            raise Interrupted(run_dir, stop.signum) from None
+        code = 0
     except distributed.WorkerFailed as err:
         raise UsageError(f"{err.message}; {_checkpoint_position(run_dir)}", None,
                          hint) from None
@@ -321,11 +323,11 @@ def _read_request(run_dir: str, progress: bool) -> SearchRequest:
         raise UsageError(f"{run_dir} is not a dasc run directory (no config.json)",
                          Span.of_file(run_dir), "pass the RUN_DIR an earlier `dasc search -o` created")
     record = read_json(path)
-    if isinstance(record, dict) and "request" not in record and "arch" in record:
+    if isinstance(record, dict) and "arch" in record:
         # train's TRAIN_DIR has a config.json too; 'damaged ... --force' would be wrong advice
         raise UsageError(f"{run_dir} is a `dasc train` directory, not a search run: there is no "
                          "search to resume", Span.of_file(run_dir),
-                         "pass the RUN_DIR that `dasc search -o` created")
+                         f"resume a training with: dasc train --resume {run_dir}")
     try:
         fields = dict(record["request"])  # type: ignore[index]
         fields["progress"] = progress

@@ -35,7 +35,7 @@ def prepare_run_dir(path: Path, *, force: bool, resume: bool) -> None:
         if not (path / MARKER).is_file():
             raise UsageError(f"{path} is not a dasc run directory (no {MARKER})", span,
                              "pass the RUN_DIR that an earlier `dasc search -o RUN_DIR` created")
-        _sweep_temporaries(path)
+        sweep_temporaries(path)
         return
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} exists and is not a directory", span, "choose another -o path")
@@ -68,7 +68,7 @@ def _begun(path: Path) -> bool:
                for p in path.iterdir())
 
 
-def _sweep_temporaries(path: Path) -> None:
+def sweep_temporaries(path: Path) -> None:
     """Remove `.NAME.*.tmp` files a killed process left mid-write (fsutil's atomic writes):
     the real files beside them are intact, the temporaries are only litter."""
     for folder in (path, path / "checkpoints"):

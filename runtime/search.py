@@ -87,7 +87,7 @@ class SearchState:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class _InterruptFlag:
+class InterruptFlag:
     """Turns SIGINT and SIGTERM into a flag checked between steps, so no step is left half done."""
 
     def __init__(self) -> None:
@@ -98,7 +98,7 @@ class _InterruptFlag:
     def raised(self) -> bool:
         return self.signum is not None
 
-    def __enter__(self) -> "_InterruptFlag":
+    def __enter__(self) -> "InterruptFlag":
         for signum in STOP_SIGNALS:
             try:
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -117,16 +117,19 @@ class _InterruptFlag:
 
 
 class Interrupted(KeyboardInterrupt):
-    """The search stopped on Ctrl-C or SIGTERM after saving a checkpoint at a step boundary.
+    """A search or training stopped on Ctrl-C or SIGTERM, its progress saved.
 
     A KeyboardInterrupt, so the CLI prints its message, which says how to resume, and exits
     with `status`: 130 for Ctrl-C, 143 for SIGTERM (128 + the signal, as shells report a
     process the signal killed, so a scheduler's logs read the same).
     """
 
-    def __init__(self, run_dir: Path, signum: int = signal.SIGINT) -> None:
-        what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-        super().__init__(f"search {what}; resume with: dasc search --resume {run_dir}")
+    def __init__(self, run_dir: Path, signum: int = signal.SIGINT, command: str = "search",
+                 detail: str = "") -> None:
+        what = ("interrupted" if signum == signal.SIGINT
+                else f"stopped by {signal.Signals(signum).name}")
+        job = "search" if command == "search" else "training"
+        super().__init__(f"{job} {what}; resume with: dasc {command} --resume {run_dir}{detail}")
         self.run_dir = run_dir
         self.status = 128 + int(signum)
 
@@ -328,7 +331,7 @@ class Searcher:
         cfg = self.config
         if self.state.epoch == 0 and self.state.step == 0:
             self.save()  # a run killed during its first epoch can still be resumed
-        with _InterruptFlag() as flag:
+        with InterruptFlag() as flag:
             while self.state.epoch < cfg.epochs:
                 epoch = self.state.epoch
                 self.model.gate.tau.fill_(self.schedule.at(epoch / max(1, cfg.epochs - 1)))

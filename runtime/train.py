@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from dasc.runtime.config import MAX_SEED
 from dasc.runtime.data import Dataset
 from dasc.runtime.lower import lower
 from dasc.runtime.rundir import append_jsonl, write_json
-from dasc.runtime.search import Parallel, epoch_order, split_indices
+from dasc.runtime.search import InterruptFlag, Interrupted, Parallel, epoch_order, split_indices
 
 Progress = Callable[[dict], None]
 
@@ -215,7 +216,8 @@ def _shard_step(model: nn.Module, loss: torch.Tensor, parallel: Parallel, local:
 
 def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Path,
           progress: Progress | None = None, *, init: Mapping[str, torch.Tensor] | None = None,
-          meta: Mapping[str, object] | None = None, parallel: Parallel = Parallel()) -> TrainResult:
+          meta: Mapping[str, object] | None = None, parallel: Parallel = Parallel(),
+          resume: Mapping[str, object] | None = None) -> TrainResult:
     """Train `lower(ir_derived)` from scratch (or from `init`, inherited weights) on `data`.
 
     `out_dir` must exist (the CLI creates and guards it). `progress` gets one dict per step
@@ -223,7 +225,9 @@ def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Pat
     `meta` (space, arch, dasc version, ...) is copied into config.json and summary.json.
     With `parallel` of several ranks each rank trains on `batch[rank::world]` of every global
     batch, gradients and BN running statistics are combined every step, all ranks hold the same
-    model, and only rank 0 writes.
+    model, and only rank 0 writes. `resume` is a last.pt: training continues after its epoch
+    exactly as if it had never stopped (the data order is a pure function of seed and epoch).
+    Ctrl-C or SIGTERM stops between steps (every rank after the same one) with `Interrupted`.
     """
     check_derived(ir_derived)
     out = Path(out_dir)
@@ -241,7 +245,7 @@ def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Pat
     buffers = _running_stats(model)
     params = count_params(model)
     macs, macs_method = network_macs(ir_derived, model)
-    if writes:
+    if writes and resume is None:
         write_json(out / "config.json", {"config": config.to_json(), "fingerprint": fp,
                                          **dict(meta or {})})
 
@@ -254,63 +258,74 @@ def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Pat
     metrics: list[dict] = []
     best: tuple[float, float] | None = None  # (val_acc, -val_loss): higher is better
     best_epoch, best_model = 0, cpu_state(model)
+    start = 0
+    if resume is not None:
+        start, metrics, best, best_epoch, best_model = _restore(resume, model, opt, sched)
     started = time.perf_counter()
-    for epoch in range(config.epochs):
-        t0 = time.perf_counter()
-        batches = epoch_batches(train_idx, config.seed, epoch, config.batch_size)
-        if parallel.world > 1:  # every rank needs at least one example of each batch
-            batches = [b for b in batches if len(b) >= parallel.world]
-        loss_sum, correct, seen = 0.0, 0, 0
-        model.train()
-        for step, idx in enumerate(batches):
-            shard = idx[parallel.rank::parallel.world]
-            xb = torch.from_numpy(data.x_train[shard]).to(device)
-            yb = torch.from_numpy(data.y_train[shard]).to(device)
-            opt.zero_grad(set_to_none=True)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise NumericalError(
-                    f"the training loss became {loss_value} at epoch {epoch + 1}, step "
-                    f"{step + 1}; the checkpoints of the last finished epoch are kept in {out}",
-                    Span.of_file(str(out)), "lower the learning rate (--lr)")
-            _shard_step(model, loss, parallel, len(shard), len(idx))
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            opt.step()
-            hits = int((logits.detach().argmax(1) == yb).sum())
-            if parallel.world > 1:  # the global batch's figures; BN statistics averaged
-                loss_value, hits, _ = parallel.sync([loss_value * len(shard), hits, 0.0],
-                                                    buffers)
-                loss_value /= len(idx)
-            loss_sum += loss_value * len(idx)
-            correct += int(hits)
-            seen += len(idx)
-            if progress:
-                progress({"epoch": epoch + 1, "epochs": config.epochs, "step": step + 1,
-                          "steps": len(batches), "loss": loss_sum / seen,
-                          "train_acc": correct / seen})
-        lr = sched.get_last_lr()[0]
-        sched.step()
-        val_loss, val_acc = evaluate(model, x_val, y_val, device)
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
-                  "train_acc": correct / max(seen, 1), "val_loss": val_loss, "val_acc": val_acc,
-                  "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}
-        metrics.append(record)
-        state = {"fingerprint": fp, "kind": "train", "model": cpu_state(model),
-                 "epoch": epoch + 1, "val_acc": val_acc, "val_loss": val_loss,
-                 "config": config.to_json()}
-        score = (val_acc, -val_loss)
-        if best is None or score > best:
-            best, best_epoch, best_model = score, epoch + 1, state["model"]
+    with InterruptFlag() as flag:
+        for epoch in range(start, config.epochs):
+            t0 = time.perf_counter()
+            batches = epoch_batches(train_idx, config.seed, epoch, config.batch_size)
+            if parallel.world > 1:  # every rank needs at least one example of each batch
+                batches = [b for b in batches if len(b) >= parallel.world]
+            loss_sum, correct, seen = 0.0, 0, 0
+            model.train()
+            for step, idx in enumerate(batches):
+                shard = idx[parallel.rank::parallel.world]
+                xb = torch.from_numpy(data.x_train[shard]).to(device)
+                yb = torch.from_numpy(data.y_train[shard]).to(device)
+                opt.zero_grad(set_to_none=True)
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise NumericalError(
+                        f"the training loss became {loss_value} at epoch {epoch + 1}, step "
+                        f"{step + 1}; the checkpoints of the last finished epoch are kept in {out}",
+                        Span.of_file(str(out)), "lower the learning rate (--lr)")
+                _shard_step(model, loss, parallel, len(shard), len(idx))
+                if config.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                opt.step()
+                hits = int((logits.detach().argmax(1) == yb).sum())
+                stop = flag.raised
+                if parallel.world > 1:  # the global batch's figures; BN statistics averaged
+                    loss_value, hits, stops = parallel.sync(
+                        [loss_value * len(shard), hits, float(stop)], buffers)
+                    loss_value /= len(idx)
+                    stop = stops > 0  # any rank's signal stops every rank after this step
+                loss_sum += loss_value * len(idx)
+                correct += int(hits)
+                seen += len(idx)
+                if progress:
+                    progress({"epoch": epoch + 1, "epochs": config.epochs, "step": step + 1,
+                              "steps": len(batches), "loss": loss_sum / seen,
+                              "train_acc": correct / seen})
+                if stop:  # the epoch's steps so far are lost: checkpoints are per epoch
+                    raise Interrupted(out, flag.signum or signal.SIGINT, "train",
+                                      f" (from the end of epoch {epoch})" if epoch else
+                                      " (from the start)")
+            lr = sched.get_last_lr()[0]
+            sched.step()
+            val_loss, val_acc = evaluate(model, x_val, y_val, device)
+            record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
+                      "train_acc": correct / max(seen, 1), "val_loss": val_loss, "val_acc": val_acc,
+                      "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}
+            metrics.append(record)
+            state = {"fingerprint": fp, "kind": "train", "model": cpu_state(model),
+                     "epoch": epoch + 1, "val_acc": val_acc, "val_loss": val_loss,
+                     "config": config.to_json()}
+            score = (val_acc, -val_loss)
+            if best is None or score > best:
+                best, best_epoch, best_model = score, epoch + 1, state["model"]
+                if writes:
+                    save_checkpoint(out / "best.pt", state)
             if writes:
-                save_checkpoint(out / "best.pt", state)
-        if writes:
-            save_checkpoint(out / "last.pt", state)
-            append_jsonl(out / "metrics.jsonl", metrics)
-        if progress:
-            progress({**record, "epochs": config.epochs, "done": True})
+                save_checkpoint(out / "last.pt", {**state, "resume": _resume_state(
+                    opt, sched, metrics, best, best_epoch, best_model)})
+                append_jsonl(out / "metrics.jsonl", metrics)
+            if progress:
+                progress({**record, "epochs": config.epochs, "done": True})
 
     _, test_last = evaluate(model, data.x_test, data.y_test, device)
     model.load_state_dict(best_model)  # what best.pt holds, kept in memory by every rank
@@ -324,6 +339,28 @@ def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Pat
         write_json(out / "summary.json", {**result.to_json(), **dict(meta or {}),
                                           "processes": parallel.world})
     return result
+
+
+def _resume_state(opt, sched, metrics: list[dict], best: tuple[float, float], best_epoch: int,
+                  best_model: Mapping[str, torch.Tensor]) -> dict:
+    """What last.pt needs beyond the model to continue exactly: the optimizer's momentum, the
+    schedule's position, the epochs' records and the best model so far (best.pt is written
+    apart, so a kill between the two files must not pair a best.pt with the wrong epoch)."""
+    return {"opt": opt.state_dict(), "sched": sched.state_dict(), "metrics": list(metrics),
+            "best": list(best), "best_epoch": best_epoch, "best_model": dict(best_model),
+            "rng": torch.get_rng_state()}
+
+
+def _restore(last: Mapping[str, object], model: nn.Module, opt, sched):
+    """Load a last.pt written by `_resume_state`; returns (next epoch, metrics, best score,
+    best epoch, best model). The caller has checked the fingerprint and the format."""
+    state = last["resume"]
+    model.load_state_dict(last["model"])  # type: ignore[arg-type]
+    opt.load_state_dict(state["opt"])  # type: ignore[index]
+    sched.load_state_dict(state["sched"])  # type: ignore[index]
+    torch.set_rng_state(state["rng"])  # type: ignore[index]
+    return (int(last["epoch"]), list(state["metrics"]), tuple(state["best"]),  # type: ignore
+            int(state["best_epoch"]), dict(state["best_model"]))  # type: ignore[index]
 
 
 def _running_stats(model: nn.Module) -> list[torch.Tensor]:

@@ -8,8 +8,8 @@ to resume; and that no kill leaves a truncated file for a later command to trip 
 
 One uninterrupted reference run, and one chain of runs stopped at seven moments (SIGKILL after
 config.json but before any checkpoint, SIGKILL right after the first checkpoint, Ctrl-C in
-epoch 1, SIGTERM a step later, SIGKILL mid-epoch 2, SIGKILL during the final phase, and a stale temporary file from a
-write that never finished), each followed by `--resume`. On CPU with one thread, where results
+epoch 1, SIGTERM a step later, SIGKILL mid-epoch 2, SIGKILL during the final phase, and a stale
+temporary file from a write that never finished), each followed by `--resume`. On CPU with one thread, where results
 are exact; the reference runs concurrently with the chain.
 """
 
@@ -87,7 +87,7 @@ def stop(proc: subprocess.Popen, signum: int, status: int, said: str, run: Path,
     assert err.strip().splitlines()[-1] == (
         f"dasc: search {said}; resume with: dasc search --resume {run}")
     state = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
-    assert (state["epoch"], state["step"]) > before, f"{signal.Signals(signum).name} saved no checkpoint"
+    assert (state["epoch"], state["step"]) > before, f"{signal.Signals(signum).name}: no checkpoint"
     return state["epoch"], state["step"]
 
 

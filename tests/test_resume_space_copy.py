@@ -82,7 +82,8 @@ def test_resume_survives_an_edited_a_deleted_and_a_piped_space(tmp_path):
                           capture_output=True, stdin=subprocess.DEVNULL)
     # killed: bash reports 137, or -9 where it exec'd dasc itself
     assert proc.returncode in (-9, 137), proc.stderr.decode()[-2000:]
-    assert json.loads((piped / "config.json").read_text())["request"]["space"].startswith("/dev/fd/")
+    request = json.loads((piped / "config.json").read_text())["request"]
+    assert request["space"].startswith("/dev/fd/")
     assert "changed" not in _resume(piped)
     assert json.loads((piped / "arch.json").read_text()) == expected
 
@@ -104,4 +105,5 @@ def test_a_run_without_the_copy_reads_space_again(tmp_path):
     shutil.rmtree(run / "checkpoints")
     (folder / "main.das").unlink()
     result = run_dasc("search", "--resume", str(run), "--quiet", env=ENV)
-    assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "no such file" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,127 @@
+"""`dasc train --resume TRAIN_DIR`: the request a training started with, and where it stopped.
+
+A retraining runs for as long as the search before it (DARTS: 600 epochs), so it must survive
+a kill or a pre-empted node as a search does. config.json records the whole request — the
+space's text too, so an edited, deleted or piped space file cannot strand the run — and
+last.pt carries the optimizer, the schedule and the best model so far at the end of every
+epoch (`runtime.train`). A resume continues after that epoch and ends with the same bits as a
+training that never stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from dasc.cli.common import Context
+from dasc.errors import Sources, Span, UsageError
+
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "device", "seed")
+_FRESH_ONLY = ("space", "arch", "data", "output", "weights", "set", "force", *TRAIN_FLAGS)
+
+
+def check_fresh_args(args: argparse.Namespace) -> None:
+    """What a new training needs (argparse cannot require them: --resume needs none)."""
+    for name, flag in (("space", "SPACE"), ("arch", "--arch ARCH"), ("data", "--data NAME"),
+                       ("output", "-o TRAIN_DIR")):
+        if not getattr(args, name):
+            raise UsageError(f"dasc train needs {flag} (or --resume TRAIN_DIR)",
+                             hint="e.g. dasc train spaces/digits.das --arch runs/digits/arch.json "
+                                  "--data digits -o trained/digits")
+
+
+def request_record(args: argparse.Namespace, sources: Sources, arch: dict) -> dict:
+    """What config.json keeps so that `--resume` needs nothing else; paths are absolute, so it
+    works from any directory."""
+    return {"space": os.path.abspath(args.space), "space_text": sources.text(args.space) or "",
+            "arch": arch,
+            "data": args.data if args.data == "digits" else os.path.abspath(args.data),
+            "overrides": dict(args.overrides),
+            "flags": {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None},
+            "weights": args.weights, "sync_bn": bool(args.sync_bn), "nproc": args.nproc or 1}
+
+
+def resume_args(args: argparse.Namespace, ctx: Context) -> tuple[argparse.Namespace, dict]:
+    """The arguments of the training TRAIN_DIR holds (read by rank 0 in a worker), with the
+    space's text recorded in `ctx.sources` under its original name, so includes still resolve
+    beside it; and what config.json said about the weights it started from."""
+    from dasc.runtime import distributed
+
+    given = [name for name in _FRESH_ONLY if getattr(args, name, None)]
+    if given:
+        raise UsageError("--resume takes the space, architecture, data and settings from "
+                         f"TRAIN_DIR (also given: {', '.join(_flag(g) for g in given)})",
+                         hint=f"run just: dasc train --resume {args.resume}")
+    record = distributed.from_rank0(lambda: _read_record(Path(args.resume)))
+    request = record["request"]
+    ctx.sources.add(request["space"], request["space_text"])
+    resumed = argparse.Namespace(**vars(args))
+    resumed.space, resumed.data, resumed.output = request["space"], request["data"], args.resume
+    resumed.arch = json.dumps(request["arch"])
+    resumed.overrides = dict(request["overrides"])
+    for flag in TRAIN_FLAGS:
+        setattr(resumed, flag, request["flags"].get(flag))
+    resumed.nproc = args.nproc or request["nproc"]
+    resumed.sync_bn = bool(args.sync_bn or request["sync_bn"])
+    resumed.weights = None  # the weights it started from are in last.pt now
+    return resumed, {"request": request, "weights": record.get("weights")}
+
+
+def _flag(name: str) -> str:
+    return {"space": "SPACE", "output": "-o", "set": "--set"}.get(
+        name, f"--{name.replace('_', '-')}")
+
+
+def _read_record(train_dir: Path) -> dict:
+    from dasc.runtime.rundir import read_json, sweep_temporaries
+
+    span = Span.of_file(str(train_dir))
+    path = train_dir / "config.json"
+    if not path.is_file():
+        raise UsageError(f"{train_dir} is not a dasc train directory (no config.json)", span,
+                         "pass the TRAIN_DIR an earlier `dasc train -o` created")
+    record = read_json(path)
+    if not isinstance(record, dict) or "arch" not in record:
+        if isinstance(record, dict) and "request" in record:
+            raise UsageError(f"{train_dir} is a `dasc search` run directory, not a training",
+                             span, f"resume a search with: dasc search --resume {train_dir}")
+        raise UsageError(f"{path} is damaged or not a dasc train config", Span.of_file(str(path)),
+                         f"train again with --force -o {train_dir}")
+    if not isinstance(record.get("request"), dict) or "space_text" not in record["request"]:
+        raise UsageError(f"{train_dir} was written by a dasc that could not resume trainings",
+                         span, f"train again with --force -o {train_dir}")
+    if (train_dir / "summary.json").is_file():
+        raise UsageError(f"the training in {train_dir} has finished; there is nothing to resume",
+                         span, f"its figures are in {train_dir / 'summary.json'}; train again "
+                               "with --force (or another -o) for a new run")
+    sweep_temporaries(train_dir)  # what a kill mid-write left beside the intact files
+    return record
+
+
+def last_state(train_dir: Path, derived) -> dict | None:
+    """last.pt with its resume state, checked against the derived network; None when no
+    epoch has finished yet (the training starts again from the beginning, in place)."""
+    from dasc.runtime.checkpoint import fingerprint, load_checkpoint
+
+    path = train_dir / "last.pt"
+    if not path.exists():
+        return None
+    state = load_checkpoint(path, fingerprint(derived))
+    if not isinstance(state.get("resume"), dict) or state.get("kind") != "train":
+        raise UsageError(f"{path} holds no resume state (it was written by an older dasc)",
+                         Span.of_file(str(path)), f"train again with --force -o {train_dir}")
+    return state
+
+
+def resume_detail(train_dir: Path) -> str:
+    """' (from the end of epoch N)' for the message of an interrupted training."""
+    import torch
+
+    try:
+        epoch = int(torch.load(train_dir / "last.pt", map_location="cpu",
+                               weights_only=True)["epoch"])
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError):  # none yet
+        return " (from the start)"
+    return f" (from the end of epoch {epoch})"
