@@ -8,8 +8,9 @@ accuracy are reported, so a reader can see how much picking on validation matter
 
 Everything the run leaves is written atomically: `metrics.jsonl` (rewritten whole after each
 epoch), `best.pt` / `last.pt` (checkpoints carrying the fingerprint of the derived IR, loadable
-with `weights_only=True`), `config.json` and `summary.json`. A crash or Ctrl-C leaves the files
-of the last finished epoch, never a torn one.
+with `weights_only=True`), `config.json` and `summary.json`. A crash, Ctrl-C or SIGTERM leaves
+the files of the last finished epoch, never a torn one, and last.pt carries what
+`dasc train --resume` needs to continue from there exactly.
 """
 
 from __future__ import annotations
