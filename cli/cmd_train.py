@@ -118,6 +118,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         distributed.init_from_env()
     if args.resume:
         args, stored = resume_args(args, ctx)
+        check_nproc(args.nproc)  # the stored one too: a hand-edited config.json is input
     else:
         check_fresh_args(args)
         check_space_file(args.space, ctx.sources)

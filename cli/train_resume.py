@@ -89,15 +89,48 @@ def _read_record(train_dir: Path) -> dict:
                              span, f"resume a search with: dasc search --resume {train_dir}")
         raise UsageError(f"{path} is damaged or not a dasc train config", Span.of_file(str(path)),
                          f"train again with --force -o {train_dir}")
-    if not isinstance(record.get("request"), dict) or "space_text" not in record["request"]:
+    if "request" not in record:
         raise UsageError(f"{train_dir} was written by a dasc that could not resume trainings",
                          span, f"train again with --force -o {train_dir}")
+    problem = _request_problem(record["request"])
+    if problem:
+        raise UsageError(f"{path} is damaged ({problem})", Span.of_file(str(path)),
+                         f"train again with --force -o {train_dir}")
     if (train_dir / "summary.json").is_file():
         raise UsageError(f"the training in {train_dir} has finished; there is nothing to resume",
                          span, f"its figures are in {train_dir / 'summary.json'}; train again "
                                "with --force (or another -o) for a new run")
     sweep_temporaries(train_dir)  # what a kill mid-write left beside the intact files
     return record
+
+
+_REQUEST_TYPES: dict[str, tuple[type, ...]] = {
+    "space": (str,), "space_text": (str,), "arch": (dict,), "data": (str,), "overrides": (dict,),
+    "flags": (dict,), "weights": (str, type(None)), "sync_bn": (bool,), "nproc": (int,)}
+_FLAG_TYPES: dict[str, tuple[type, ...]] = {
+    "epochs": (int,), "batch_size": (int,), "lr": (int, float), "device": (str,), "seed": (int,)}
+
+
+def _request_problem(request: object) -> str | None:
+    """What is wrong with a stored request (a hand-edited or torn config.json), if anything:
+    each value must have the type the command line would have given it."""
+    if not isinstance(request, dict):
+        return "`request` is not an object"
+    for key, types in _REQUEST_TYPES.items():
+        if key not in request:
+            return f"`request.{key}` is missing"
+        if not isinstance(request[key], types) or (bool not in types
+                                                   and isinstance(request[key], bool)):
+            return f"`request.{key}` has the wrong type"
+    for key, value in request["overrides"].items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"`request.overrides.{key}` is not an integer"
+    for key, value in request["flags"].items():
+        if key not in _FLAG_TYPES:
+            return f"`request.flags.{key}` is not a training setting"
+        if not isinstance(value, _FLAG_TYPES[key]) or isinstance(value, bool):
+            return f"`request.flags.{key}` has the wrong type"
+    return None
 
 
 def last_state(train_dir: Path, derived) -> dict | None:

@@ -261,7 +261,8 @@ def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Pat
     best_epoch, best_model = 0, cpu_state(model)
     start = 0
     if resume is not None:
-        start, metrics, best, best_epoch, best_model = _restore(resume, model, opt, sched)
+        start, metrics, best, best_epoch, best_model = _restore(resume, model, opt, sched,
+                                                                out / "last.pt")
     started = time.perf_counter()
     with InterruptFlag() as flag:
         for epoch in range(start, config.epochs):
@@ -352,16 +353,25 @@ def _resume_state(opt, sched, metrics: list[dict], best: tuple[float, float], be
             "rng": torch.get_rng_state()}
 
 
-def _restore(last: Mapping[str, object], model: nn.Module, opt, sched):
+def _restore(last: Mapping[str, object], model: nn.Module, opt, sched, path: Path):
     """Load a last.pt written by `_resume_state`; returns (next epoch, metrics, best score,
     best epoch, best model). The caller has checked the fingerprint and the format."""
-    state = last["resume"]
-    model.load_state_dict(last["model"])  # type: ignore[arg-type]
-    opt.load_state_dict(state["opt"])  # type: ignore[index]
-    sched.load_state_dict(state["sched"])  # type: ignore[index]
-    torch.set_rng_state(state["rng"])  # type: ignore[index]
-    return (int(last["epoch"]), list(state["metrics"]), tuple(state["best"]),  # type: ignore
-            int(state["best_epoch"]), dict(state["best_model"]))  # type: ignore[index]
+    try:
+        state = last["resume"]
+        model.load_state_dict(last["model"])  # type: ignore[arg-type]
+        opt.load_state_dict(state["opt"])  # type: ignore[index]
+        sched.load_state_dict(state["sched"])  # type: ignore[index]
+        torch.set_rng_state(state["rng"])  # type: ignore[index]
+        restored = (int(last["epoch"]), list(state["metrics"]),  # type: ignore[index]
+                    tuple(float(v) for v in state["best"]),  # type: ignore[index]
+                    int(state["best_epoch"]), dict(state["best_model"]))  # type: ignore[index]
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a checkpoint edited by hand
+        raise UsageError(f"the resume state in {path} is damaged ({type(exc).__name__})",
+                         Span.of_file(str(path)), "train again with --force") from None
+    if len(restored[2]) != 2:
+        raise UsageError(f"the resume state in {path} is damaged (best score)",
+                         Span.of_file(str(path)), "train again with --force")
+    return restored
 
 
 def _running_stats(model: nn.Module) -> list[torch.Tensor]:

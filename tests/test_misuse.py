@@ -82,6 +82,12 @@ def ws(tmp_path_factory) -> Path:
     (ws / "damaged" / "config.json").write_text("{")
     shutil.copytree(ws / "run", ws / "deep")
     (ws / "deep" / "config.json").write_text("[" * 100_000)
+    for name, key, value in (("tampered", "flags", {"epochs": "many"}), ("swarm", "nproc", 10**6)):
+        shutil.copytree(ws / "trained", ws / name)
+        (ws / name / "summary.json").unlink()
+        config = json.loads((ws / name / "config.json").read_text())
+        config["request"][key] = value
+        (ws / name / "config.json").write_text(json.dumps(config))
     (ws / "notarun").mkdir()
     (ws / "notarun" / "notes.txt").write_text("precious\n")
     return ws
@@ -163,6 +169,8 @@ CASES = {
     "train_resume_with_flags": ["train", "--resume", "trained", "--epochs", "3"],
     "train_resume_search_run": ["train", "--resume", "run"],
     "train_resume_not_a_train_directory": ["train", "--resume", "notarun"],
+    "train_resume_tampered_config": ["train", "--resume", "tampered"],
+    "train_resume_tampered_nproc": ["train", "--resume", "swarm"],
     "data_missing": ["search", "digits.das", "--data", "nothere.npz", "-o", "new"],
     "data_corrupt": ["search", "digits.das", "--data", "bad.npz", "-o", "new"],
     "data_not_a_regular_file": ["search", "digits.das", "--data", "/dev/null", "-o", "new"],

@@ -207,6 +207,35 @@ def test_nan_loss_stops_with_a_numerical_error(digits, tmp_path):
         train(digits_net_ir(c=4), bad, TrainConfig(epochs=1), tmp_path)
 
 
+def test_resume_in_process_matches_and_a_damaged_resume_state_is_refused(digits, tmp_path):
+    """train(resume=last.pt of epoch 2 of 4) ends where an uninterrupted run does; a last.pt
+    whose optimizer state was edited is a located UsageError, not a traceback."""
+    ir, cfg = digits_net_ir(c=4), TrainConfig(epochs=4, batch_size=128, lr=0.05, seed=1)
+    (tmp_path / "full").mkdir()
+    full = train(ir, digits, cfg, tmp_path / "full")
+    (tmp_path / "cut").mkdir()
+
+    def stop_after_epoch_2(info: dict) -> None:
+        if info.get("done") and info["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(ir, digits, cfg, tmp_path / "cut", stop_after_epoch_2)
+    state = load_checkpoint(tmp_path / "cut" / "last.pt", fingerprint(ir))
+    assert state["epoch"] == 2 and set(state["resume"]) >= {"opt", "sched", "best_model"}
+    resumed = train(ir, digits, cfg, tmp_path / "cut", resume=state)
+    assert (resumed.test_acc, resumed.best_epoch, resumed.val_acc) == (
+        full.test_acc, full.best_epoch, full.val_acc)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    state["resume"]["opt"]["param_groups"] = []
+    with pytest.raises(UsageError, match="resume state in .*last.pt is damaged") as info:
+        train(ir, digits, cfg, tmp_path / "cut", resume=state)
+    assert info.value.span is not None
+
+
 def test_inherited_initial_weights_are_used(digits, tmp_path):
     ir = digits_net_ir(c=4)
     torch.manual_seed(123)
