@@ -23,6 +23,7 @@ from pathlib import Path
 from dasc.dsl import ast
 from dasc.dsl.parser import parse
 from dasc.errors import ParseError, Sources, Span, UsageError
+from dasc.fsutil import input_problem
 
 
 def shipped_spaces_dir() -> Path:
@@ -118,6 +119,9 @@ class _Loader:
         if not os.path.isabs(rel):
             candidates.append(shipped_spaces_dir() / rel)
         for candidate in candidates:
+            if input_problem(candidate) == "is a symlink loop":  # not "not found": it is there
+                raise UsageError(f"included file {rel} is a symlink loop", decl.path.span,
+                                 "point the link at a .das file (ls -l shows where it points)")
             if candidate.exists():
                 real = candidate.resolve()
                 break

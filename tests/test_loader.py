@@ -93,6 +93,18 @@ def test_symlink_escape_is_caught(tmp_path):
         load_space(root, Sources())
 
 
+def test_an_include_that_is_a_symlink_loop_says_so(tmp_path):
+    try:
+        (tmp_path / "a.das").symlink_to(tmp_path / "b.das")
+        (tmp_path / "b.das").symlink_to(tmp_path / "a.das")
+    except OSError:
+        pytest.skip("no symlinks here")
+    root = write(tmp_path / "main.das", 'include "a.das"\n')
+    with pytest.raises(UsageError, match="a.das is a symlink loop") as info:
+        load_space(root, Sources())
+    assert info.value.span.col == 9 and "ls -l" in info.value.hint
+
+
 def test_shipped_spaces_directory_is_a_fallback(tmp_path):
     root = write(tmp_path / "mine.das", 'include "pooling.das"\n')
     m = load_space(root, Sources())
