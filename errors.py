@@ -8,6 +8,7 @@ inserted) still points at the line the user wrote.
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,9 @@ class Sources:
             try:
                 # A span may name a multi-gigabyte checkpoint or dataset: not worth reading
                 # the whole file to quote its first "line".
-                if Path(file).stat().st_size > _MAX_QUOTED_FILE:
+                info = Path(file).stat()
+                # nor a FIFO (the read would block) or a device such as /dev/zero
+                if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_QUOTED_FILE:
                     return None
                 text = Path(file).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError, ValueError):

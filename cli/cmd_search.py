@@ -76,6 +76,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                                                    progress=not (args.quiet or ctx.json))
         if args.nproc is not None:  # checkpoints resume on any number of processes
             request = _replace(request, nproc=args.nproc)
+        check_nproc(request.nproc)  # the stored one too: a hand-edited config.json is input
         if args.sync_bn:
             request = _replace(request, sync_bn=True)
         _use_space_copy(request.space, space_text, args.resume, ctx)

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from dasc.compiler.pipeline import compile_space
     from dasc.compiler.prune import prune
     from dasc.runtime import distributed
-    from dasc.runtime.data import check_fits, load_dataset
+    from dasc.runtime.data import check_fits, check_same_data, load_dataset
     from dasc.runtime.train import TrainConfig
 
     check_nproc(args.nproc)
@@ -129,6 +129,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     arch = read_arch(args.arch, ir)
     derived = prune(ir, arch)
     data = load_dataset(args.data)
+    if args.resume:
+        check_same_data(data, stored["request"].get("data_sha256"), args.data, args.output,
+                        "training")
     output = ir.node(ir.output).shape
     shape = ir.node(ir.input).shape
     check_fits(data, (shape.c, shape.h, shape.w), output.c if output else None, ir.span)
@@ -138,17 +141,19 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         train_idx, _ = split_indices(len(data.x_train), 1 - config.val_fraction, config.seed)
         distributed.check_nproc_fits_batch(args.nproc, min(config.batch_size, len(train_idx)))
     init, weights, last = None, None, None
-    if args.resume:  # the weights it started from are in last.pt now
-        weights = stored.get("weights")
+    source = stored["request"]["weights"] if args.resume else args.weights
+    if args.resume:  # the weights it started from are in last.pt, once an epoch finished
+        weights = stored["weights"]
         last = distributed.from_rank0(lambda: last_state(out, derived))
-    elif args.weights:  # read by rank 0, handed to the others
+    if source and last is None:  # read by rank 0, handed to the others
         init, weights = distributed.from_rank0(
-            lambda: _inherited(args.weights, ir, derived, arch, config.seed))
-    meta = {"space": ir.name, "space_file": args.space, "overrides": dict(args.overrides),
-            "arch": arch.to_json(ir.name), "data": args.data, "weights": weights,
-            "dasc_version": __version__,
-            "request": stored.get("request") or request_record(args, ctx.sources,
-                                                               arch.to_json(ir.name))}
+            lambda: _inherited(source, ir, derived, arch, config.seed))
+    meta = {"space": ir.name, "space_file": stored.get("space_file", args.space),
+            "overrides": dict(args.overrides), "arch": arch.to_json(ir.name), "data": args.data,
+            "weights": weights, "dasc_version": __version__,
+            "request": stored.get("request") or request_record(
+                args, ctx.sources, arch.to_json(ir.name), args.nproc or world.world,
+                data.digest())}
     if not world.launched and (args.nproc or 1) > 1:
         if not args.resume:
             prepare_train_dir(out, args.force)

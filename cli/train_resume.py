@@ -32,15 +32,18 @@ def check_fresh_args(args: argparse.Namespace) -> None:
                                   "--data digits -o trained/digits")
 
 
-def request_record(args: argparse.Namespace, sources: Sources, arch: dict) -> dict:
+def request_record(args: argparse.Namespace, sources: Sources, arch: dict, processes: int,
+                   data_digest: str) -> dict:
     """What config.json keeps so that `--resume` needs nothing else; paths are absolute, so it
-    works from any directory."""
+    works from any directory. `processes` is the world size (rank 0 of `--nproc N` writes this
+    without the flag), so that resuming as told is resuming exactly."""
     return {"space": os.path.abspath(args.space), "space_text": sources.text(args.space) or "",
             "arch": arch,
             "data": args.data if args.data == "digits" else os.path.abspath(args.data),
             "overrides": dict(args.overrides),
             "flags": {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None},
-            "weights": args.weights, "sync_bn": bool(args.sync_bn), "nproc": args.nproc or 1}
+            "weights": os.path.abspath(args.weights) if args.weights else None,
+            "sync_bn": bool(args.sync_bn), "nproc": processes, "data_sha256": data_digest}
 
 
 def resume_args(args: argparse.Namespace, ctx: Context) -> tuple[argparse.Namespace, dict]:
@@ -65,8 +68,9 @@ def resume_args(args: argparse.Namespace, ctx: Context) -> tuple[argparse.Namesp
         setattr(resumed, flag, request["flags"].get(flag))
     resumed.nproc = args.nproc or request["nproc"]
     resumed.sync_bn = bool(args.sync_bn or request["sync_bn"])
-    resumed.weights = None  # the weights it started from are in last.pt now
-    return resumed, {"request": request, "weights": record.get("weights")}
+    resumed.weights = None  # in last.pt now; re-read only when no epoch finished
+    return resumed, {"request": request, "weights": record.get("weights"),
+                     "space_file": record.get("space_file", request["space"])}
 
 
 def _flag(name: str) -> str:
@@ -92,7 +96,7 @@ def _read_record(train_dir: Path) -> dict:
     if "request" not in record:
         raise UsageError(f"{train_dir} was written by a dasc that could not resume trainings",
                          span, f"train again with --force -o {train_dir}")
-    problem = _request_problem(record["request"])
+    problem = _request_problem(record["request"]) or _meta_problem(record)
     if problem:
         raise UsageError(f"{path} is damaged ({problem})", Span.of_file(str(path)),
                          f"train again with --force -o {train_dir}")
@@ -100,6 +104,9 @@ def _read_record(train_dir: Path) -> dict:
         raise UsageError(f"the training in {train_dir} has finished; there is nothing to resume",
                          span, f"its figures are in {train_dir / 'summary.json'}; train again "
                                "with --force (or another -o) for a new run")
+    if not os.access(train_dir, os.W_OK):  # found now, not after an epoch of work
+        raise UsageError(f"cannot write to {train_dir}", span,
+                         "make it writable (or copy it somewhere writable and resume the copy)")
     sweep_temporaries(train_dir)  # what a kill mid-write left beside the intact files
     return record
 
@@ -122,6 +129,10 @@ def _request_problem(request: object) -> str | None:
         if not isinstance(request[key], types) or (bool not in types
                                                    and isinstance(request[key], bool)):
             return f"`request.{key}` has the wrong type"
+    if any("\x00" in request[k] for k in ("space", "data")) or "\x00" in (request["weights"] or ""):
+        return "a path holds a NUL character"
+    if not isinstance(request.get("data_sha256", ""), (str, type(None))):
+        return "`request.data_sha256` has the wrong type"
     for key, value in request["overrides"].items():
         if not isinstance(value, int) or isinstance(value, bool):
             return f"`request.overrides.{key}` is not an integer"
@@ -130,6 +141,18 @@ def _request_problem(request: object) -> str | None:
             return f"`request.flags.{key}` is not a training setting"
         if not isinstance(value, _FLAG_TYPES[key]) or isinstance(value, bool):
             return f"`request.flags.{key}` has the wrong type"
+    return None
+
+
+def _meta_problem(record: dict) -> str | None:
+    """config.json's own record of the run that the report and summary.json reuse."""
+    weights = record.get("weights")
+    if weights is not None and not (isinstance(weights, dict) and all(
+            isinstance(weights.get(k), t) for k, t in (("source", str), ("weights", str),
+                                                       ("copied", int), ("fresh", int)))):
+        return "`weights` is not the record of inherited weights"
+    if not isinstance(record.get("space_file", ""), str):
+        return "`space_file` is not a path"
     return None
 
 
@@ -143,7 +166,8 @@ def last_state(train_dir: Path, derived) -> dict | None:
         return None
     state = load_checkpoint(path, fingerprint(derived))
     if not isinstance(state.get("resume"), dict) or state.get("kind") != "train":
-        raise UsageError(f"{path} holds no resume state (it was written by an older dasc)",
+        raise UsageError(f"{path} holds no resume state (it is not the last.pt of a dasc "
+                         "train, or an older dasc wrote it)",
                          Span.of_file(str(path)), f"train again with --force -o {train_dir}")
     return state
 

@@ -59,8 +59,8 @@ def load_checkpoint(path: Path, expect_fingerprint: str | None = None) -> dict:
                          "point at a checkpoint written by `dasc search` or `dasc train`")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
-            pickle.UnpicklingError, KeyError, AttributeError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, IndexError,
+            pickle.UnpicklingError, KeyError, AttributeError, TypeError) as exc:
         raise UsageError(f"checkpoint {path} is corrupt or not a dasc checkpoint "
                          f"({type(exc).__name__})", span,
                          "use another checkpoint of the run, or start again with --force") from None

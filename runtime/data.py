@@ -37,6 +37,27 @@ class Dataset:
     def classes(self) -> int:
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
+    def digest(self) -> str:
+        """A hash of the arrays a run trains and tests on, so a resume can tell that a .npz
+        was replaced in between (same shapes, other images) instead of silently drifting."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for array in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(f"{array.dtype}{array.shape}".encode())
+            h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()
+
+
+def check_same_data(data: Dataset, recorded: object, spec: str, run_dir: str,
+                    command: str) -> None:
+    """Refuse to resume on data other than the run started with (None: an older run)."""
+    if recorded is not None and recorded != data.digest():
+        raise UsageError(f"the data {spec} has changed since the {command} in {run_dir} started",
+                         Span.of_file(spec) if spec != "digits" else None,
+                         f"put back the file the {command} started with, or start a new "
+                         f"{command} (--force)")
+
 
 def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = train.mean(axis=(0, 2, 3), keepdims=True)

@@ -82,18 +82,20 @@ def run_search(request: SearchRequest, sources: Sources, resume: bool = False) -
 def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -> dict:
     from dasc.runtime import distributed
     from dasc.runtime.config import resolve_config
-    from dasc.runtime.data import check_fits, load_dataset
+    from dasc.runtime.data import check_fits, check_same_data, load_dataset
     from dasc.runtime.lower import check_fits_in_memory
     from dasc.fsutil import atomic_write_text
     from dasc.runtime.rundir import SPACE_COPY, prepare_run_dir, write_json
 
     run_dir = Path(request.run_dir)
     ir = _compile(request.space, request.overrides, sources)
+    recorded_data = None
     if resume:
-        config = distributed.from_rank0(lambda: _stored_config(run_dir))
+        config, recorded_data = distributed.from_rank0(lambda: _stored_config(run_dir))
     else:
         config = resolve_config(ir.search, request.settings)
     data = load_dataset(request.data)
+    check_same_data(data, recorded_data, request.data, str(run_dir), "search")
     check_fits(data, _input_shape(ir), _classes(ir), ir.span)
     # the parent of --nproc N checks N here, before RUN_DIR exists (workers pass 1)
     _check_split(len(data.x_train), config, request.data, 1 if world.launched else request.nproc)
@@ -104,7 +106,7 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
     def prepare() -> None:
         prepare_run_dir(run_dir, force=request.force, resume=resume)
         if not resume:
-            write_json(run_dir / "config.json", _config_record(request, config))
+            write_json(run_dir / "config.json", _config_record(request, config, data.digest()))
             # after config.json (the run marker): a kill in between leaves an ordinary run
             # whose resume reads SPACE itself, never a directory that --force refuses to clear
             atomic_write_text(run_dir / SPACE_COPY, sources.text(request.space) or "")
@@ -229,16 +231,46 @@ def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume
 
 
 def _stored_config(run_dir: Path):
-    """A resumed run continues with exactly the settings it started with."""
-    from dasc.runtime.config import SearchConfig
+    """A resumed run continues with exactly the settings it started with, validated as the
+    command line's are (config.json may have been edited by hand); and the digest of the data
+    it started on (None for runs from before the digest)."""
+    from dasc.runtime.config import resolve_config
     from dasc.runtime.rundir import read_json
 
     path = run_dir / "config.json"
+    record = read_json(path)
     try:
-        return SearchConfig(**read_json(path)["config"])  # type: ignore[index]
-    except (KeyError, TypeError) as exc:
+        stored = record["config"]  # type: ignore[index]
+        if not isinstance(stored, dict):
+            raise TypeError("`config` is not an object")
+        config = resolve_config((), stored)
+        digest = record.get("data_sha256")  # type: ignore[union-attr]
+        if digest is not None and not isinstance(digest, str):
+            raise TypeError("`data_sha256` is not a string")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UsageError(f"{path} is damaged ({exc})", Span.of_file(str(path)),
                          "start the search again with --force") from None
+    except UsageError as exc:
+        raise UsageError(f"{path} is damaged ({exc.message})", Span.of_file(str(path)),
+                         "start the search again with --force") from None
+    return config, digest
+
+
+def _check_request_types(request: SearchRequest) -> None:
+    """Each stored field must have the type the command line gives it (TypeError if not)."""
+    for name in ("space", "data"):
+        value = getattr(request, name)
+        if not isinstance(value, str) or "\x00" in value:
+            raise TypeError(f"`request.{name}` is not a path")
+    if not isinstance(request.overrides, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in request.overrides.values()):
+        raise TypeError("`request.overrides` is not a map of integers")
+    if not isinstance(request.settings, dict):
+        raise TypeError("`request.settings` is not an object")
+    if not isinstance(request.nproc, int) or isinstance(request.nproc, bool):
+        raise TypeError("`request.nproc` is not an integer")
+    if not isinstance(request.sync_bn, bool):
+        raise TypeError("`request.sync_bn` is not true or false")
 
 
 def _input_shape(ir) -> tuple[int, int, int]:
@@ -281,13 +313,14 @@ def _check_split(n: int, config, data: str, nproc: int = 1) -> None:
     distributed.check_nproc_fits_batch(nproc, min(config.batch_size, len(w), len(a)))
 
 
-def _config_record(request: SearchRequest, config) -> dict:
+def _config_record(request: SearchRequest, config, data_digest: str) -> dict:
     """Paths are stored absolute, so `--resume` works from any working directory."""
     fields = asdict(request)
     fields["space"] = os.path.abspath(request.space)
     if request.data != "digits":
         fields["data"] = os.path.abspath(request.data)
-    return {"dasc_version": __version__, "request": fields, "config": config.to_json()}
+    return {"dasc_version": __version__, "request": fields, "config": config.to_json(),
+            "data_sha256": data_digest}
 
 
 def request_from_run_dir(run_dir: str, progress: bool = True) -> tuple[SearchRequest, str | None]:
@@ -309,9 +342,16 @@ def _read_space_copy(run_dir: Path) -> str | None:
     from dasc.dsl.loader import read_source
     from dasc.runtime.rundir import SPACE_COPY
 
+    from dasc.fsutil import input_problem
+
     path = run_dir / SPACE_COPY
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
+    problem = input_problem(path)  # a FIFO would block, /dev/zero would fill memory
+    if problem:
+        raise UsageError(f"{path} {problem}", Span.of_file(str(path)),
+                         "it should be the copy of the space the search started with; put "
+                         "that back, or delete it to compile SPACE itself")
     return read_source(str(path), Span.of_file(str(path)))
 
 
@@ -333,7 +373,9 @@ def _read_request(run_dir: str, progress: bool) -> SearchRequest:
         fields["progress"] = progress
         fields["force"] = False
         fields["run_dir"] = run_dir
-        return SearchRequest(**fields)
-    except (KeyError, TypeError) as exc:
+        request = SearchRequest(**fields)
+        _check_request_types(request)
+        return request
+    except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{path} is damaged ({exc})", Span.of_file(str(path)),
                          "start the search again with --force") from None

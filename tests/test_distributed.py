@@ -219,6 +219,8 @@ def test_nproc_2_training_writes_once(tmp_path):
     assert out["processes"] == 2 and out["epochs"] == 2
     assert len((tmp_path / "t" / "metrics.jsonl").read_text().splitlines()) == 2
     assert json.loads((tmp_path / "t" / "summary.json").read_text())["processes"] == 2
+    # rank 0 writes config.json without the flag: `train --resume` must still use 2 processes
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["request"]["nproc"] == 2
 
 
 # ----------------------------------------------------------------------------- no processes

@@ -87,7 +87,20 @@ def ws(tmp_path_factory) -> Path:
         (ws / name / "summary.json").unlink()
         config = json.loads((ws / name / "config.json").read_text())
         config["request"][key] = value
-        (ws / name / "config.json").write_text(json.dumps(config))
+        (ws / name / "config.json").write_text(json.dumps(config, indent=2))
+    shutil.copytree(ws / "run", ws / "fifocopy")
+    (ws / "fifocopy" / "space.das").unlink()
+    os.mkfifo(ws / "fifocopy" / "space.das")
+    shutil.copytree(ws / "run", ws / "onebyte")
+    (ws / "onebyte" / "checkpoints" / "last.pt").write_bytes(b"Q")
+    for name, key, value in (("negseed", "config", "seed"), ("otherdata", None, "data_sha256")):
+        shutil.copytree(ws / "run", ws / name)
+        config = json.loads((ws / name / "config.json").read_text())
+        if key:
+            config[key][value] = -1
+        else:
+            config[value] = "0" * 64
+        (ws / name / "config.json").write_text(json.dumps(config, indent=2))  # line 1: "{"
     (ws / "notarun").mkdir()
     (ws / "notarun" / "notes.txt").write_text("precious\n")
     return ws
@@ -162,6 +175,10 @@ CASES = {
     "resume_damaged_config": ["search", "--resume", "damaged", "--quiet"],
     "resume_config_nested_too_deeply": ["search", "--resume", "deep", "--quiet"],
     "resume_train_directory": ["search", "--resume", "trained", "--quiet"],
+    "resume_space_copy_is_a_fifo": ["search", "--resume", "fifocopy", "--quiet"],
+    "resume_checkpoint_of_one_byte": ["search", "--resume", "onebyte", "--quiet"],
+    "resume_config_with_a_negative_seed": ["search", "--resume", "negseed", "--quiet"],
+    "resume_on_other_data": ["search", "--resume", "otherdata", "--quiet"],
     "resume_not_a_run": ["search", "--resume", "notarun"],
     "resume_with_space": ["search", "digits.das", "--resume", "run"],
     "train_without_arch": ["train", "digits.das", "--data", "digits", "-o", "t"],

@@ -123,3 +123,23 @@ def test_a_training_killed_before_its_first_epoch_resumes_from_the_start(tmp_pat
     res = _resume(out)
     assert res.returncode == 0, res.stderr[-3000:]
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
+
+
+def test_a_training_from_inherited_weights_killed_before_its_first_epoch_inherits_again(
+        tmp_path, arch):
+    """No last.pt yet: the resume must start from the same search weights, not a fresh init."""
+    run = arch.parent
+    argv = [*_train_argv(ROOT / "spaces" / "digits.das", arch, tmp_path / "ref"), "--weights",
+            str(run)]
+    argv[argv.index("6")] = "2"  # two epochs are enough to tell the starts apart
+    ref = run_dasc(*argv, env=ENV)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "run"
+    argv[argv.index("-o") + 1] = str(out)
+    killed = run_dasc(*argv, env={**ENV, "DASC_TEST_DIE_AT_STEP": "0:3"})
+    assert killed.returncode == -signal.SIGKILL and not (out / "last.pt").exists()
+    res = _resume(out)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "tensors inherited" in res.stdout
+    got, want = _outcome(out), _outcome(tmp_path / "ref")
+    _assert_same(got, want)
