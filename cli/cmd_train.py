@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,31 @@ def _progress(total: int, enabled: bool):
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Ctrl-C or SIGTERM anywhere in a training that has begun says how to resume it."""
+    from dasc.runtime.search import sigterm_raises
+
+    with sigterm_raises():
+        try:
+            return _run(args, ctx)
+        except KeyboardInterrupt as stop:
+            raise _resumable(stop, args.output or args.resume) from None
+
+
+def _resumable(stop: KeyboardInterrupt, output: str | None) -> KeyboardInterrupt:
+    """The stop as the message that says how to resume, where there is something to resume
+    (a TRAIN_DIR with config.json and no summary.json) and this process speaks for the run."""
+    from dasc.runtime import distributed
+    from dasc.runtime.search import Interrupted
+
+    if isinstance(stop, Interrupted) or distributed.WorldInfo.from_env().launched or not output:
+        return stop
+    out = Path(output)
+    if not (out / MARKER).is_file() or (out / "summary.json").is_file():
+        return stop
+    return Interrupted(out, getattr(stop, "signum", signal.SIGINT), "train", resume_detail(out))
+
+
+def _run(args: argparse.Namespace, ctx: Context) -> int:
     from dasc.compiler.arch import read_arch
     from dasc.compiler.pipeline import compile_space
     from dasc.compiler.prune import prune
@@ -237,6 +263,9 @@ def _launch(args, out: Path, quiet: bool):
     try:
         code = distributed.launch(args.nproc, _worker_argv(args, quiet))
     except distributed.LaunchStopped as stop:  # the workers stopped after the same step
+        if not (out / MARKER).is_file():  # rank 0 had not begun: nothing to resume
+            raise Interrupted(out, stop.signum, "train", advice="nothing was trained yet; run "
+                              f"the same command again (with --force: {out} exists)") from None
         if not (out / "summary.json").is_file():  # (else the signal came after the end)
             raise Interrupted(out, stop.signum, "train", resume_detail(out)) from None
         code = 0

@@ -231,7 +231,8 @@ def describe_failure(failures: dict) -> tuple[int, str]:
     error every rank hit), and SIGTERM is how the launcher stops the survivors. Timestamps are whole seconds, so they cannot order a kill and its
     consequences; the kind of failure can.
     """
-    collateral = (2, -signal.SIGTERM)  # the launcher stops the others with SIGTERM
+    # the launcher stops the others with SIGTERM, which they may report as a stop (143)
+    collateral = (2, -signal.SIGTERM, 128 + signal.SIGTERM, 128 + signal.SIGINT)
 
     def badness(item):
         rank, failure = item
@@ -290,8 +291,14 @@ def launch(nproc: int, argv: list[str]) -> int:
         raise LaunchStopped(int(stop.sigval)) from None
     except ChildFailedError as exc:
         failures = exc.failures
-        if {f.exitcode for f in failures.values()} == {2}:
+        codes = {f.exitcode for f in failures.values()}
+        if codes == {2}:
             return 2  # a user error: the worker already printed its diagnostic
+        if codes <= {128 + signal.SIGINT, 128 + signal.SIGTERM}:
+            # a signal reached the workers themselves (one of them, or their process group):
+            # they stopped together after a step and rank 0 saved it, as when it reaches us
+            raise LaunchStopped(signal.SIGTERM if 128 + signal.SIGTERM in codes
+                                else signal.SIGINT) from None
         rank, what = describe_failure(failures)
         raise WorkerFailed(f"worker rank {rank} of {nproc} {what}; the other workers were stopped",
                            rank, "fix the cause shown above and run the command again") from None

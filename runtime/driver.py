@@ -8,6 +8,7 @@ else and cannot silently continue with different settings.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,13 +70,16 @@ def run_search(request: SearchRequest, sources: Sources, resume: bool = False) -
     """
     from dasc.runtime import distributed
 
+    from dasc.runtime.search import sigterm_raises
+
     world = distributed.WorldInfo.from_env()
     if not world.launched:
-        return _run_search(request, sources, resume, world)
+        with sigterm_raises():
+            return _run_search(request, sources, resume, world)
     distributed.init_from_env()
     # an error on one rank leaves the others waiting in a collective: they stop with one line
-    with distributed.peer_guard(world.rank, world.world,
-                                f"continue with: dasc search --resume {request.run_dir}"):
+    with sigterm_raises(), distributed.peer_guard(
+            world.rank, world.world, f"continue with: dasc search --resume {request.run_dir}"):
         return _run_search(request, sources, resume, world)
 
 
@@ -118,13 +122,14 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
     try:
         return _search_here(ir, data, config, run_dir, request, resume, world)
     except KeyboardInterrupt as stop:
-        # Ctrl-C outside the step loop (building the model, restoring, the final phase): the
-        # last checkpoint stands, so say how to resume just as the loop's own stop does.
-        if type(stop) is not KeyboardInterrupt or world.launched:
-            raise
+        # Ctrl-C or SIGTERM outside the step loop (building the model, restoring, the final
+        # phase), or a second one: the last checkpoint stands, so say how to resume just as
+        # the loop's own stop does.
         from dasc.runtime.search import Interrupted
 
-        raise Interrupted(run_dir) from None
+        if isinstance(stop, Interrupted) or world.launched:
+            raise
+        raise Interrupted(run_dir, getattr(stop, "signum", signal.SIGINT)) from None
 
 
 def _launch(request: SearchRequest, run_dir: Path) -> dict:

@@ -12,9 +12,10 @@ import math
 import os
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -98,6 +99,17 @@ class InterruptFlag:
     def raised(self) -> bool:
         return self.signum is not None
 
+    # Data-parallel ranks agree on stopping through one summed float: 1 per rank that saw
+    # SIGINT, 1000 per rank that saw SIGTERM, so every rank also reports the same signal.
+    @property
+    def code(self) -> float:
+        return 0.0 if self.signum is None else 1000.0 if self.signum == signal.SIGTERM else 1.0
+
+    @staticmethod
+    def decode(total: float) -> int | None:
+        """The signal every rank stops for, from the sum of the ranks' `code`s."""
+        return None if total <= 0 else signal.SIGTERM if total >= 1000 else signal.SIGINT
+
     def __enter__(self) -> "InterruptFlag":
         for signum in STOP_SIGNALS:
             try:
@@ -108,12 +120,41 @@ class InterruptFlag:
 
     def _handle(self, signum, frame) -> None:
         if self.raised:  # a second signal: the user (or the scheduler) insists
-            raise KeyboardInterrupt
+            raise Terminated(signum)
         self.signum = signum
 
     def __exit__(self, *exc) -> None:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)  # type: ignore[arg-type]
+
+
+class Terminated(KeyboardInterrupt):
+    """A stopping signal that arrived where no step boundary is near (building the model, the
+    final phase, a second signal): raised where Python is, as Ctrl-C raises KeyboardInterrupt,
+    so the command can still say how to resume. `status` is the exit status (128 + signal)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = int(signum)
+        self.status = 128 + self.signum
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While a search or training runs, SIGTERM raises `Terminated` instead of killing the
+    process without a word (the step loop's `InterruptFlag` takes over inside the loop)."""
+    def handle(signum, frame) -> None:
+        raise Terminated(signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread (tests): leave signals alone
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -125,11 +166,12 @@ class Interrupted(KeyboardInterrupt):
     """
 
     def __init__(self, run_dir: Path, signum: int = signal.SIGINT, command: str = "search",
-                 detail: str = "") -> None:
+                 detail: str = "", advice: str | None = None) -> None:
         what = ("interrupted" if signum == signal.SIGINT
                 else f"stopped by {signal.Signals(signum).name}")
         job = "search" if command == "search" else "training"
-        super().__init__(f"{job} {what}; resume with: dasc {command} --resume {run_dir}{detail}")
+        advice = advice or f"resume with: dasc {command} --resume {run_dir}{detail}"
+        super().__init__(f"{job} {what}; {advice}")
         self.run_dir = run_dir
         self.status = 128 + int(signum)
 
@@ -259,12 +301,12 @@ class Searcher:
         return x, y
 
     def step(self, w_idx: np.ndarray, a_idx: np.ndarray, total: int | None = None,
-             stop: Callable[[], bool] = lambda: False) -> dict:
+             stop: Callable[[], float] = lambda: 0.0) -> dict:
         """One α step and one w step on this rank's shards of a global batch of `total`.
 
-        Returns the step's figures over the global batch; `stop()` (this rank saw Ctrl-C),
-        asked after the step's work, comes back true when any rank saw it, so every rank stops
-        after the same step.
+        Returns the step's figures over the global batch; `stop()` (this rank's
+        `InterruptFlag.code`), asked after the step's work, comes back as the signal any rank
+        saw (or None), so every rank stops after the same step for the same reason.
         """
         cfg = self.config
         self.parts.reduce = self.parallel.reducer(len(w_idx), total or len(w_idx))
@@ -288,13 +330,13 @@ class Searcher:
         out = {"loss": float(loss), "val_loss": float(val_loss), "correct": correct,
                "seen": len(w_idx), "stop": stop()}
         if self.parallel.world == 1:
-            return out
+            return {**out, "stop": InterruptFlag.decode(out["stop"])}
         sums = self.parallel.sync([out["loss"] * len(w_idx), out["val_loss"] * len(a_idx),
                                    correct, len(w_idx), len(a_idx), float(out["stop"])],
                                   self.bn_buffers)
         seen, val_seen = int(sums[3]), max(int(sums[4]), 1)
         return {"loss": sums[0] / seen, "val_loss": sums[1] / val_seen, "correct": int(sums[2]),
-                "seen": seen, "stop": sums[5] > 0}
+                "seen": seen, "stop": InterruptFlag.decode(sums[5])}
 
     def _check_finite(self, value: torch.Tensor, what: str) -> None:
         if not math.isfinite(float(value)):
@@ -338,7 +380,7 @@ class Searcher:
                 batches = self.batches(epoch)
                 started = time.perf_counter()
                 while self.state.step < len(batches):
-                    out = self.step(*batches[self.state.step], stop=lambda: flag.raised)
+                    out = self.step(*batches[self.state.step], stop=lambda: flag.code)
                     for key in ("loss", "val_loss"):
                         self.state.running[key] += out[key]
                     self.state.running["correct"] += out["correct"]
@@ -350,9 +392,9 @@ class Searcher:
                     if progress:
                         progress({"epoch": epoch + 1, "step": self.state.step,
                                   "steps": len(batches), **self._running_means()})
-                    if out["stop"]:  # this rank's signal, or another rank's (SIGINT then)
+                    if out["stop"]:  # this rank's signal, or another rank's
                         self.save()
-                        raise Interrupted(self.run_dir, flag.signum or signal.SIGINT)
+                        raise Interrupted(self.run_dir, out["stop"])
                 self._end_epoch(time.perf_counter() - started)
         return self.state
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,12 +289,11 @@ def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Pat
                     nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 opt.step()
                 hits = int((logits.detach().argmax(1) == yb).sum())
-                stop = flag.raised
+                stop = flag.code
                 if parallel.world > 1:  # the global batch's figures; BN statistics averaged
-                    loss_value, hits, stops = parallel.sync(
-                        [loss_value * len(shard), hits, float(stop)], buffers)
+                    loss_value, hits, stop = parallel.sync(
+                        [loss_value * len(shard), hits, stop], buffers)
                     loss_value /= len(idx)
-                    stop = stops > 0  # any rank's signal stops every rank after this step
                 loss_sum += loss_value * len(idx)
                 correct += int(hits)
                 seen += len(idx)
@@ -303,8 +301,9 @@ def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Pat
                     progress({"epoch": epoch + 1, "epochs": config.epochs, "step": step + 1,
                               "steps": len(batches), "loss": loss_sum / seen,
                               "train_acc": correct / seen})
-                if stop:  # the epoch's steps so far are lost: checkpoints are per epoch
-                    raise Interrupted(out, flag.signum or signal.SIGINT, "train",
+                if stop:  # any rank's signal stops every rank after this step; the epoch's
+                    # steps so far are lost: checkpoints are per epoch
+                    raise Interrupted(out, InterruptFlag.decode(stop), "train",
                                       f" (from the end of epoch {epoch})" if epoch else
                                       " (from the start)")
             lr = sched.get_last_lr()[0]

@@ -160,6 +160,54 @@ def test_sigterm_to_the_nproc_parent_stops_every_worker_after_a_step_and_saves(t
     assert _stdout_json(res.stdout)["epochs"] == 3
 
 
+def test_sigterm_to_one_worker_stops_the_run_as_a_stop_not_a_failure(tmp_path):
+    """A scheduler may signal the workers rather than the launcher: the signalled rank's flag
+    reaches the other through the step's all-reduce, both stop after the same step, and the
+    parent reports the stop (exit 143), not a failed worker."""
+    import os
+    import subprocess
+
+    from conftest import ROOT
+
+    run = tmp_path / "run"
+    env = {**os.environ, "DASC_SAVE_EVERY": "0", "OMP_NUM_THREADS": "1",
+           "PYTHONIOENCODING": "utf-8"}
+    proc = subprocess.Popen([sys.executable, "-m", "dasc", "search", "spaces/digits.das",
+                             "--data", "digits", *SMALL_CLI, "--epochs", "3", "--nproc", "2",
+                             "--quiet", "-o", str(run)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not _past_first_step(run / "checkpoints" / "last.pt"):
+        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+        assert time.monotonic() < deadline, "no step was checkpointed"
+        time.sleep(0.05)
+    workers = _dasc_children(proc.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[-1], signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    err = err.decode()
+    assert proc.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        f"dasc: search stopped by SIGTERM; resume with: dasc search --resume {run}")
+    assert "Traceback" not in err and "worker rank" not in err
+
+
+def _dasc_children(pid: int) -> list[int]:
+    """The `python -m dasc` processes under `pid` (the launcher's workers), oldest first."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid \
+                and b"-m dasc" in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def _past_first_step(checkpoint: Path) -> bool:
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)

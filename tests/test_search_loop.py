@@ -112,3 +112,34 @@ def test_config_rejects_bad_values_with_hints():
     with pytest.raises(UsageError, match="cannot be 'argmax'"):
         resolve_config((), {"gate": "argmax"})
     assert resolve_config((), {"tau": 2.0}).tau_end == 2.0
+
+
+def test_sigterm_raises_terminated_and_ranks_agree_on_the_signal():
+    """Outside the step loop SIGTERM becomes an exception the command reports (exit 143);
+    inside it, ranks sum their flags' codes and every rank decodes the same signal."""
+    import os
+    import signal
+
+    from dasc.runtime.search import InterruptFlag, Terminated, sigterm_raises
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated) as info:
+        with sigterm_raises():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs at the next bytecode boundary
+                pass
+    assert info.value.status == 143
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert InterruptFlag.decode(0.0) is None
+    assert InterruptFlag.decode(1.0) == InterruptFlag.decode(2.0) == signal.SIGINT
+    assert InterruptFlag.decode(1001.0) == signal.SIGTERM
+    with InterruptFlag() as flag:
+        assert flag.code == 0.0
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
+        assert flag.signum == signal.SIGTERM and flag.code == 1000.0
+        with pytest.raises(Terminated):  # a second signal stops at once
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
