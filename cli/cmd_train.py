@@ -64,7 +64,10 @@ def prepare_train_dir(path: Path, force: bool) -> None:
         raise UsageError(f"{path} exists and is not a directory", span, "choose another -o path")
     if path.is_dir() and any(path.iterdir()):
         if not force:
+            unfinished = (path / MARKER).is_file() and not (path / "summary.json").is_file()
             raise UsageError(f"output directory {path} already exists", span,
+                             f"continue its training with: dasc train --resume {path}; or pass "
+                             "--force to replace it, or choose another -o" if unfinished else
                              "pass --force to replace it, or choose another -o")
         if not (path / MARKER).is_file():
             raise UsageError(f"{path} is not empty and is not a dasc output directory; "

@@ -110,10 +110,12 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
     def prepare() -> None:
         prepare_run_dir(run_dir, force=request.force, resume=resume)
         if not resume:
-            write_json(run_dir / "config.json", _config_record(request, config, data.digest()))
+            text = sources.text(request.space) or ""
+            write_json(run_dir / "config.json",
+                       _config_record(request, config, data.digest(), text))
             # after config.json (the run marker): a kill in between leaves an ordinary run
             # whose resume reads SPACE itself, never a directory that --force refuses to clear
-            atomic_write_text(run_dir / SPACE_COPY, sources.text(request.space) or "")
+            atomic_write_text(run_dir / SPACE_COPY, text)
 
     if not world.launched and request.nproc > 1:
         prepare()
@@ -318,14 +320,21 @@ def _check_split(n: int, config, data: str, nproc: int = 1) -> None:
     distributed.check_nproc_fits_batch(nproc, min(config.batch_size, len(w), len(a)))
 
 
-def _config_record(request: SearchRequest, config, data_digest: str) -> dict:
-    """Paths are stored absolute, so `--resume` works from any working directory."""
+def _config_record(request: SearchRequest, config, data_digest: str, space_text: str) -> dict:
+    """Paths are stored absolute, so `--resume` works from any working directory; the digest
+    of the space's text tells an intact space.das from one edited since."""
     fields = asdict(request)
     fields["space"] = os.path.abspath(request.space)
     if request.data != "digits":
         fields["data"] = os.path.abspath(request.data)
     return {"dasc_version": __version__, "request": fields, "config": config.to_json(),
-            "data_sha256": data_digest}
+            "data_sha256": data_digest, "space_sha256": _sha256(space_text)}
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def request_from_run_dir(run_dir: str, progress: bool = True) -> tuple[SearchRequest, str | None]:
@@ -357,7 +366,17 @@ def _read_space_copy(run_dir: Path) -> str | None:
         raise UsageError(f"{path} {problem}", Span.of_file(str(path)),
                          "it should be the copy of the space the search started with; put "
                          "that back, or delete it to compile SPACE itself")
-    return read_source(str(path), Span.of_file(str(path)))
+    text = read_source(str(path), Span.of_file(str(path)))
+    from dasc.runtime.rundir import read_json
+
+    record = read_json(run_dir / "config.json")
+    recorded = record.get("space_sha256") if isinstance(record, dict) else None
+    if recorded is not None and recorded != _sha256(text):
+        raise UsageError(f"{path} has been changed since the search started",
+                         Span.of_file(str(path)),
+                         "put back the text the search started with (SPACE's, if SPACE is "
+                         "unchanged), or delete it to compile SPACE itself")
+    return text
 
 
 def _read_request(run_dir: str, progress: bool) -> SearchRequest:

@@ -91,6 +91,11 @@ def ws(tmp_path_factory) -> Path:
     shutil.copytree(ws / "run", ws / "fifocopy")
     (ws / "fifocopy" / "space.das").unlink()
     os.mkfifo(ws / "fifocopy" / "space.das")
+    shutil.copytree(ws / "run", ws / "editedcopy")
+    with open(ws / "editedcopy" / "space.das", "a", encoding="utf-8") as copy:
+        copy.write("# edited after the search started\n")
+    shutil.copytree(ws / "trained", ws / "killedtrain")
+    (ws / "killedtrain" / "summary.json").unlink()
     shutil.copytree(ws / "run", ws / "onebyte")
     (ws / "onebyte" / "checkpoints" / "last.pt").write_bytes(b"Q")
     for name, key, value in (("negseed", "config", "seed"), ("otherdata", None, "data_sha256")):
@@ -177,6 +182,8 @@ CASES = {
     "resume_train_directory": ["search", "--resume", "trained", "--quiet"],
     "resume_space_copy_is_a_fifo": ["search", "--resume", "fifocopy", "--quiet"],
     "resume_checkpoint_of_one_byte": ["search", "--resume", "onebyte", "--quiet"],
+    "resume_space_copy_edited": ["search", "--resume", "editedcopy", "--quiet"],
+    "train_over_a_killed_training": [*TRAIN, *ARCH, "-o", "killedtrain"],
     "resume_config_with_a_negative_seed": ["search", "--resume", "negseed", "--quiet"],
     "resume_on_other_data": ["search", "--resume", "otherdata", "--quiet"],
     "resume_not_a_run": ["search", "--resume", "notarun"],
