@@ -159,3 +159,55 @@ def _shell_word(word: str) -> str:
     if word and all(ch.isalnum() or ch in "-_./" for ch in word):
         return word
     return "'" + word.replace("'", "'\\''") + "'"
+
+
+LOCK_FILE = ".dasc.lock"
+
+
+class DirLock:
+    """An exclusive lock on a run or training directory while one command works in it.
+
+    Two `--resume`s of one run (or a `--force` over a run still going) would both write its
+    checkpoints, whichever wrote last winning. `flock` on `LOCK_FILE` inside the directory is
+    released by the kernel when the process dies, so a killed run never leaves a stale lock.
+    Best effort: where the filesystem cannot lock (or the folder is read-only) nothing is held,
+    and the writes report their own errors.
+    """
+
+    def __init__(self) -> None:
+        self._held: list[int] = []
+
+    def take(self, folder: Path, command: str) -> None:
+        """Lock `folder` if it exists and this process does not hold its lock already."""
+        import fcntl
+
+        path = folder / LOCK_FILE
+        if not folder.is_dir() or self._holds(path):
+            return
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UsageError(f"{folder} is in use by another dasc {command}", None,
+                             "wait for it to finish or stop it (Ctrl-C keeps its checkpoint), "
+                             "or choose another directory") from None
+        except OSError:
+            os.close(fd)
+            return
+        self._held.append(fd)
+
+    def _holds(self, path: Path) -> bool:
+        try:
+            inode = os.stat(path).st_ino
+        except OSError:
+            return False
+        return any(os.fstat(fd).st_ino == inode for fd in self._held)
+
+    def release(self) -> None:
+        for fd in self._held:
+            os.close(fd)
+        self._held.clear()

@@ -9,6 +9,7 @@ from the flags and hands everything to `dasc.runtime.train`; torch is imported o
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -21,6 +22,7 @@ from dasc.cli.train_resume import (
     TRAIN_FLAGS, check_fresh_args, last_state, request_record, resume_args, resume_detail,
 )
 from dasc.errors import UsageError
+from dasc.fsutil import LOCK_FILE, DirLock
 
 MARKER = "config.json"
 _FLAGS = TRAIN_FLAGS
@@ -62,7 +64,7 @@ def prepare_train_dir(path: Path, force: bool) -> None:
     span = None  # a directory has no line to point at: the message names it
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} exists and is not a directory", span, "choose another -o path")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()):
         if not force:
             unfinished = (path / MARKER).is_file() and not (path / "summary.json").is_file()
             raise UsageError(f"output directory {path} already exists", span,
@@ -139,6 +141,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     from dasc.compiler.prune import prune
     from dasc.runtime import distributed
     from dasc.runtime.data import check_fits, check_same_data, load_dataset
+    from dasc.runtime.rundir import sweep_temporaries
     from dasc.runtime.train import TrainConfig
 
     check_nproc(args.nproc)
@@ -183,15 +186,28 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
             "request": stored.get("request") or request_record(
                 args, ctx.sources, arch.to_json(ir.name), args.nproc or world.world,
                 data.digest())}
-    if not world.launched and (args.nproc or 1) > 1:
-        if not args.resume:
+    lock = DirLock()
+
+    def prepare() -> None:
+        if os.environ.get(distributed.PARENT_ENV):  # its --nproc parent holds the lock
+            return
+        lock.take(out, "training")  # before replacing it (--force) or sweeping its temporaries
+        if args.resume:
+            sweep_temporaries(out)  # what a kill mid-write left beside the intact files
+        else:
             prepare_train_dir(out, args.force)
-        result, processes = _launch(args, out, bool(args.quiet or ctx.json)), args.nproc
-    else:
-        if not args.resume:
-            distributed.from_rank0(lambda: prepare_train_dir(out, args.force))
-        result, processes = _train_here(args, ctx, derived, data, config, out, init, meta,
-                                        world, last), world.world
+        lock.take(out, "training")
+
+    try:
+        if not world.launched and (args.nproc or 1) > 1:
+            prepare()
+            result, processes = _launch(args, out, bool(args.quiet or ctx.json)), args.nproc
+        else:
+            distributed.from_rank0(prepare)
+            result, processes = _train_here(args, ctx, derived, data, config, out, init, meta,
+                                            world, last), world.world
+    finally:
+        lock.release()
     from dasc.runtime.driver import prints_result
 
     if not prints_result():  # another rank, or a worker whose --nproc parent prints

@@ -79,7 +79,7 @@ def _flag(name: str) -> str:
 
 
 def _read_record(train_dir: Path) -> dict:
-    from dasc.runtime.rundir import read_json, sweep_temporaries
+    from dasc.runtime.rundir import read_json
 
     span = Span.of_file(str(train_dir))
     path = train_dir / "config.json"
@@ -107,7 +107,6 @@ def _read_record(train_dir: Path) -> dict:
     if not os.access(train_dir, os.W_OK):  # found now, not after an epoch of work
         raise UsageError(f"cannot write to {train_dir}", span,
                          "make it writable (or copy it somewhere writable and resume the copy)")
-    sweep_temporaries(train_dir)  # what a kill mid-write left beside the intact files
     return record
 
 

@@ -88,7 +88,7 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
     from dasc.runtime.config import resolve_config
     from dasc.runtime.data import check_fits, check_same_data, load_dataset
     from dasc.runtime.lower import check_fits_in_memory
-    from dasc.fsutil import atomic_write_text
+    from dasc.fsutil import DirLock, atomic_write_text
     from dasc.runtime.rundir import SPACE_COPY, prepare_run_dir, write_json
 
     run_dir = Path(request.run_dir)
@@ -107,8 +107,17 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
     if config.device == "cuda":
         _check_cuda(world, request.nproc)
 
+    lock = DirLock()
+
     def prepare() -> None:
-        prepare_run_dir(run_dir, force=request.force, resume=resume)
+        if not os.environ.get(distributed.PARENT_ENV):  # (a --nproc parent holds it)
+            # an existing run (to resume, or to replace with --force) must not be in use;
+            # taken before prepare sweeps temporaries that a live process may be writing
+            lock.take(run_dir, "search")
+            prepare_run_dir(run_dir, force=request.force, resume=resume)
+            lock.take(run_dir, "search")  # a new directory (or the one --force remade)
+        else:
+            prepare_run_dir(run_dir, force=request.force, resume=resume)
         if not resume:
             text = sources.text(request.space) or ""
             write_json(run_dir / "config.json",
@@ -117,11 +126,11 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
             # whose resume reads SPACE itself, never a directory that --force refuses to clear
             atomic_write_text(run_dir / SPACE_COPY, text)
 
-    if not world.launched and request.nproc > 1:
-        prepare()
-        return _launch(request, run_dir)
-    distributed.from_rank0(prepare)
     try:
+        if not world.launched and request.nproc > 1:
+            prepare()
+            return _launch(request, run_dir)
+        distributed.from_rank0(prepare)
         return _search_here(ir, data, config, run_dir, request, resume, world)
     except KeyboardInterrupt as stop:
         # Ctrl-C or SIGTERM outside the step loop (building the model, restoring, the final
@@ -129,9 +138,12 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
         # the loop's own stop does.
         from dasc.runtime.search import Interrupted
 
-        if isinstance(stop, Interrupted) or world.launched:
+        begun = (run_dir / "config.json").is_file()
+        if isinstance(stop, Interrupted) or world.launched or not begun:
             raise
         raise Interrupted(run_dir, getattr(stop, "signum", signal.SIGINT)) from None
+    finally:
+        lock.release()
 
 
 def _launch(request: SearchRequest, run_dir: Path) -> dict:

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from dasc.errors import Span, UsageError
-from dasc.fsutil import atomic_write_text
+from dasc.fsutil import LOCK_FILE, atomic_write_text
 
 MARKER = "config.json"
 SPACE_COPY = "space.das"
@@ -65,7 +65,7 @@ def _begun(path: Path) -> bool:
     """Whether RUN_DIR holds anything: a run killed between creating `checkpoints/` and writing
     config.json left only that empty folder, which must not block `-o` (nor --force refuse)."""
     return any(p.name != "checkpoints" or not p.is_dir() or any(p.iterdir())
-               for p in path.iterdir())
+               for p in path.iterdir() if p.name != LOCK_FILE)
 
 
 def sweep_temporaries(path: Path) -> None:
