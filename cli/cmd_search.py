@@ -77,8 +77,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if args.nproc is not None:  # checkpoints resume on any number of processes
             request = _replace(request, nproc=args.nproc)
         check_nproc(request.nproc)  # the stored one too: a hand-edited config.json is input
-        if args.sync_bn:
-            request = _replace(request, sync_bn=True)
+        if args.sync_bn and not request.sync_bn:
+            raise UsageError(f"the search in {args.resume} was started without --sync-bn; a "
+                             "resumed run keeps the settings it started with",
+                             hint=f"resume without it: dasc search --resume {args.resume}")
         _use_space_copy(request.space, space_text, args.resume, ctx)
         summary = run_search(request, ctx.sources, resume=True)
     else:

@@ -67,7 +67,11 @@ def resume_args(args: argparse.Namespace, ctx: Context) -> tuple[argparse.Namesp
     for flag in TRAIN_FLAGS:
         setattr(resumed, flag, request["flags"].get(flag))
     resumed.nproc = args.nproc or request["nproc"]
-    resumed.sync_bn = bool(args.sync_bn or request["sync_bn"])
+    if args.sync_bn and not request["sync_bn"]:
+        raise UsageError(f"the training in {args.resume} was started without --sync-bn; a "
+                         "resumed training keeps the settings it started with",
+                         hint=f"resume without it: dasc train --resume {args.resume}")
+    resumed.sync_bn = bool(request["sync_bn"])
     resumed.weights = None  # in last.pt now; re-read only when no epoch finished
     return resumed, {"request": request, "weights": record.get("weights"),
                      "space_file": record.get("space_file", request["space"])}

@@ -188,6 +188,7 @@ CASES = {
     "resume_on_other_data": ["search", "--resume", "otherdata", "--quiet"],
     "resume_not_a_run": ["search", "--resume", "notarun"],
     "resume_with_space": ["search", "digits.das", "--resume", "run"],
+    "resume_adding_sync_bn": ["search", "--resume", "run", "--sync-bn", "--quiet"],
     "train_without_arch": ["train", "digits.das", "--data", "digits", "-o", "t"],
     "train_resume_finished": ["train", "--resume", "trained"],
     "train_resume_with_flags": ["train", "--resume", "trained", "--epochs", "3"],
