@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import re
+import signal
 import sys
 from types import ModuleType
 from typing import Sequence
@@ -134,8 +135,13 @@ def _main(argv: Sequence[str] | None) -> int:
         _report(err, ctx)
         return 2
     except KeyboardInterrupt as stop:  # a search's Interrupted says how to resume
-        print(f"dasc: {stop}" if str(stop) else "dasc: interrupted", file=sys.stderr)
-        return getattr(stop, "status", 130)
+        said = str(stop) or "interrupted"
+        status = getattr(stop, "status", 130)
+        print(f"dasc: {said}", file=sys.stderr)
+        if ctx.json:  # a script reading stdout gets a parseable answer here too
+            print(json.dumps({"interrupted": {"signal": signal.Signals(status - 128).name,
+                                              "status": status, "message": said}}, indent=2))
+        return status
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise

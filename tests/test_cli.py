@@ -153,6 +153,26 @@ def test_keyboard_interrupt_exits_130(capsys, monkeypatch):
     assert capsys.readouterr().err == "dasc: interrupted\n"
 
 
+def test_a_stop_under_json_is_a_json_object_on_stdout_too(capsys, monkeypatch):
+    """A script reading stdout of `--json` gets one JSON document whatever happened."""
+    import signal
+    from pathlib import Path
+
+    import dasc.cli.cmd_compile as cmd
+    from dasc.runtime.search import Interrupted
+
+    def terminated(args, ctx):
+        raise Interrupted(Path("runs/x"), signal.SIGTERM)
+
+    monkeypatch.setattr(cmd, "run", terminated)
+    assert main(["compile", "x.das", "--json"]) == 143
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"interrupted": {
+        "signal": "SIGTERM", "status": 143,
+        "message": "search stopped by SIGTERM; resume with: dasc search --resume runs/x"}}
+    assert out.err.startswith("dasc: search stopped by SIGTERM")
+
+
 @pytest.mark.parametrize("command", ["search", "derive", "profile", "train", "export"])
 def test_every_contract_command_exists(capsys, command):
     assert main([command, "--help"]) == 0
