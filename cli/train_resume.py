@@ -167,7 +167,10 @@ def last_state(train_dir: Path, derived) -> dict | None:
     path = train_dir / "last.pt"
     if not path.exists():
         return None
-    state = load_checkpoint(path, fingerprint(derived))
+    state = load_checkpoint(path, fingerprint(derived),
+                            "put back what changed since the training started: a file the space "
+                            "includes, or the --set values in its config.json (which keeps the "
+                            "space's own text)")
     if not isinstance(state.get("resume"), dict) or state.get("kind") != "train":
         raise UsageError(f"{path} holds no resume state (it is not the last.pt of a dasc "
                          "train, or an older dasc wrote it)",

@@ -50,7 +50,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path, expect_fingerprint: str | None = None) -> dict:
+def load_checkpoint(path: Path, expect_fingerprint: str | None = None,
+                    mismatch_hint: str = "use the same space file and --set values as the run "
+                                         "that wrote it") -> dict:
     """Read a checkpoint safely; refuse corrupt files and checkpoints of another space."""
     span = Span.of_file(str(path))
     problem = input_problem(path)
@@ -69,5 +71,5 @@ def load_checkpoint(path: Path, expect_fingerprint: str | None = None) -> dict:
                          "pass a checkpoint written by `dasc search` or `dasc train`")
     if expect_fingerprint is not None and state.get("fingerprint") != expect_fingerprint:
         raise UsageError(f"checkpoint {path} was made for a different space or parameters", span,
-                         "use the same space file and --set values as the run that wrote it")
+                         mismatch_hint)
     return state

@@ -209,7 +209,8 @@ def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume
         last = run_dir / "checkpoints" / "last.pt"
         if resume:
             state = distributed.from_rank0(
-                lambda: load_checkpoint(last, searcher.fingerprint) if last.is_file() else None)
+                lambda: load_checkpoint(last, searcher.fingerprint, _CHANGED_INCLUDE)
+                if last.is_file() else None)
             if state is not None:
                 searcher.restore_state(state)
         update, close = _progress_bar(config.epochs, request.progress and parallel.main)
@@ -247,6 +248,13 @@ def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume
         "arch": str(run_dir / "arch.json"),
         "processes": world.world,
     }
+
+
+# The space's own text is resumed from RUN_DIR/space.das, so a mismatch on resume comes from
+# a file it includes, edited --set values in config.json, or another dasc version.
+_CHANGED_INCLUDE = ("put back what changed since the run started: a file the space includes, "
+                    "or the --set values in its config.json (space.das keeps the space's own "
+                    "text)")
 
 
 def _stored_config(run_dir: Path):
