@@ -134,6 +134,8 @@ def _request_problem(request: object) -> str | None:
             return f"`request.{key}` has the wrong type"
     if any("\x00" in request[k] for k in ("space", "data")) or "\x00" in (request["weights"] or ""):
         return "a path holds a NUL character"
+    if not request["space_text"].strip():  # it compiled once: an empty text was edited in
+        return "`request.space_text` is empty"
     if not isinstance(request.get("data_sha256", ""), (str, type(None))):
         return "`request.data_sha256` has the wrong type"
     for key, value in request["overrides"].items():

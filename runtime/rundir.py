@@ -14,6 +14,7 @@ Layout (documented in the README):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -35,6 +36,10 @@ def prepare_run_dir(path: Path, *, force: bool, resume: bool) -> None:
         if not (path / MARKER).is_file():
             raise UsageError(f"{path} is not a dasc run directory (no {MARKER})", span,
                              "pass the RUN_DIR that an earlier `dasc search -o RUN_DIR` created")
+        for folder in (path, path / "checkpoints"):  # found now, not at the first checkpoint
+            if folder.is_dir() and not os.access(folder, os.W_OK):
+                raise UsageError(f"cannot write to {folder}", span, "make it writable (or copy "
+                                 "the run somewhere writable and resume the copy)")
         sweep_temporaries(path)
         return
     if path.exists() and not path.is_dir():

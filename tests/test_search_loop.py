@@ -143,3 +143,17 @@ def test_sigterm_raises_terminated_and_ranks_agree_on_the_signal():
             os.kill(os.getpid(), signal.SIGTERM)
             for _ in range(1000):
                 pass
+
+
+def test_resume_of_a_run_directory_it_cannot_write_is_refused_up_front(tmp_path, monkeypatch):
+    """Found before any compute, not at the first checkpoint an epoch later (os.access is
+    stubbed: as root, as CI may run, permissions would not bite)."""
+    import os
+
+    run = tmp_path / "r"
+    prepare_run_dir(run, force=False, resume=False)
+    (run / "config.json").write_text("{}")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode == os.W_OK else real(p, mode))
+    with pytest.raises(UsageError, match="cannot write to"):
+        prepare_run_dir(run, force=False, resume=True)
