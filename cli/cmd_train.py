@@ -112,7 +112,7 @@ def _progress(total: int, enabled: bool):
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Ctrl-C or SIGTERM anywhere in a training that has begun says how to resume it."""
-    from dasc.runtime.search import sigterm_raises
+    from dasc.runtime.stopping import sigterm_raises
 
     with sigterm_raises():
         try:
@@ -125,7 +125,7 @@ def _resumable(stop: KeyboardInterrupt, output: str | None) -> KeyboardInterrupt
     """The stop as the message that says how to resume, where there is something to resume
     (a TRAIN_DIR with config.json and no summary.json) and this process speaks for the run."""
     from dasc.runtime import distributed
-    from dasc.runtime.search import Interrupted
+    from dasc.runtime.stopping import Interrupted
 
     if isinstance(stop, Interrupted) or distributed.WorldInfo.from_env().launched or not output:
         return stop
@@ -240,7 +240,8 @@ def _inherited(source: str, ir, derived, arch, seed: int):
 
 def _train_here(args, ctx: Context, derived, data, config, out: Path, init, meta, world, last):
     from dasc.runtime import distributed
-    from dasc.runtime.search import Interrupted, Parallel
+    from dasc.runtime.search import Parallel
+    from dasc.runtime.stopping import Interrupted
     from dasc.runtime.train import train
 
     parallel = Parallel(world.rank, world.world, distributed.average_across_ranks,
@@ -276,7 +277,7 @@ def _launch(args, out: Path, quiet: bool):
     """The parent of `--nproc N`: the workers run this same command; rank 0 writes."""
     from dasc.runtime import distributed
     from dasc.runtime.rundir import read_json
-    from dasc.runtime.search import Interrupted
+    from dasc.runtime.stopping import Interrupted
     from dasc.runtime.train import TrainResult
 
     try:

@@ -70,7 +70,7 @@ def run_search(request: SearchRequest, sources: Sources, resume: bool = False) -
     """
     from dasc.runtime import distributed
 
-    from dasc.runtime.search import sigterm_raises
+    from dasc.runtime.stopping import sigterm_raises
 
     world = distributed.WorldInfo.from_env()
     if not world.launched:
@@ -136,7 +136,7 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
         # Ctrl-C or SIGTERM outside the step loop (building the model, restoring, the final
         # phase), or a second one: the last checkpoint stands, so say how to resume just as
         # the loop's own stop does.
-        from dasc.runtime.search import Interrupted
+        from dasc.runtime.stopping import Interrupted
 
         begun = (run_dir / "config.json").is_file()
         if isinstance(stop, Interrupted) or world.launched or not begun:
@@ -157,7 +157,7 @@ def _launch(request: SearchRequest, run_dir: Path) -> dict:
     try:
         code = distributed.launch(request.nproc, argv)
     except distributed.LaunchStopped as stop:  # the workers finished their step, rank 0 saved
-        from dasc.runtime.search import Interrupted
+        from dasc.runtime.stopping import Interrupted
 
         if not (run_dir / "summary.json").is_file():  # (else the signal came after the end)
             raise Interrupted(run_dir, stop.signum) from None
@@ -200,7 +200,8 @@ def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume
     from dasc.runtime import distributed, sync_bn
     from dasc.runtime.checkpoint import load_checkpoint
     from dasc.runtime.finish import finish
-    from dasc.runtime.search import Interrupted, Parallel, Searcher
+    from dasc.runtime.search import Parallel, Searcher
+    from dasc.runtime.stopping import Interrupted
 
     parallel = Parallel(world.rank, world.world, distributed.average_across_ranks,
                         distributed.sync_step, request.sync_bn)

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,6 +27,7 @@ from dasc.runtime.checkpoint import fingerprint, load_checkpoint, save_checkpoin
 from dasc.runtime.config import SearchConfig
 from dasc.runtime.data import Dataset
 from dasc.runtime.gates import Schedule
+from dasc.runtime.stopping import InterruptFlag, Interrupted
 from dasc.runtime.lower import (LoweringOptions, arch_parameters, gate_weights, lower,
                                 weight_parameters)
 from dasc.runtime.regularizers import make_penalty
@@ -81,99 +80,6 @@ class SearchState:
     alpha_history: list[dict] = field(default_factory=list)
     running: dict = field(default_factory=lambda: {"loss": 0.0, "val_loss": 0.0, "correct": 0,
                                                     "seen": 0, "steps": 0})
-
-
-# The signals that stop a search at the next step boundary with a checkpoint: Ctrl-C, and the
-# SIGTERM a batch scheduler (SLURM, Kubernetes) or `kill` sends before its SIGKILL.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class InterruptFlag:
-    """Turns SIGINT and SIGTERM into a flag checked between steps, so no step is left half done."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, object] = {}
-
-    @property
-    def raised(self) -> bool:
-        return self.signum is not None
-
-    # Data-parallel ranks agree on stopping through one summed float: 1 per rank that saw
-    # SIGINT, 1000 per rank that saw SIGTERM, so every rank also reports the same signal.
-    @property
-    def code(self) -> float:
-        return 0.0 if self.signum is None else 1000.0 if self.signum == signal.SIGTERM else 1.0
-
-    @staticmethod
-    def decode(total: float) -> int | None:
-        """The signal every rank stops for, from the sum of the ranks' `code`s."""
-        return None if total <= 0 else signal.SIGTERM if total >= 1000 else signal.SIGINT
-
-    def __enter__(self) -> "InterruptFlag":
-        for signum in STOP_SIGNALS:
-            try:
-                self._previous[signum] = signal.signal(signum, self._handle)
-            except ValueError:  # not the main thread (tests): no handler
-                pass
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.raised:  # a second signal: the user (or the scheduler) insists
-            raise Terminated(signum)
-        self.signum = signum
-
-    def __exit__(self, *exc) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)  # type: ignore[arg-type]
-
-
-class Terminated(KeyboardInterrupt):
-    """A stopping signal that arrived where no step boundary is near (building the model, the
-    final phase, a second signal): raised where Python is, as Ctrl-C raises KeyboardInterrupt,
-    so the command can still say how to resume. `status` is the exit status (128 + signal)."""
-
-    def __init__(self, signum: int = signal.SIGTERM) -> None:
-        super().__init__()
-        self.signum = int(signum)
-        self.status = 128 + self.signum
-
-
-@contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """While a search or training runs, SIGTERM raises `Terminated` instead of killing the
-    process without a word (the step loop's `InterruptFlag` takes over inside the loop)."""
-    def handle(signum, frame) -> None:
-        raise Terminated(signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handle)
-    except ValueError:  # not the main thread (tests): leave signals alone
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-class Interrupted(KeyboardInterrupt):
-    """A search or training stopped on Ctrl-C or SIGTERM, its progress saved.
-
-    A KeyboardInterrupt, so the CLI prints its message, which says how to resume, and exits
-    with `status`: 130 for Ctrl-C, 143 for SIGTERM (128 + the signal, as shells report a
-    process the signal killed, so a scheduler's logs read the same).
-    """
-
-    def __init__(self, run_dir: Path, signum: int = signal.SIGINT, command: str = "search",
-                 detail: str = "", advice: str | None = None) -> None:
-        what = ("interrupted" if signum == signal.SIGINT
-                else f"stopped by {signal.Signals(signum).name}")
-        job = "search" if command == "search" else "training"
-        advice = advice or f"resume with: dasc {command} --resume {run_dir}{detail}"
-        super().__init__(f"{job} {what}; {advice}")
-        self.run_dir = run_dir
-        self.status = 128 + int(signum)
 
 
 def split_indices(n: int, portion: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,8 @@ from dasc.runtime.config import MAX_SEED
 from dasc.runtime.data import Dataset
 from dasc.runtime.lower import lower
 from dasc.runtime.rundir import append_jsonl, write_json
-from dasc.runtime.search import InterruptFlag, Interrupted, Parallel, epoch_order, split_indices
+from dasc.runtime.search import Parallel, epoch_order, split_indices
+from dasc.runtime.stopping import InterruptFlag, Interrupted
 
 Progress = Callable[[dict], None]
 

@@ -159,7 +159,7 @@ def test_a_stop_under_json_is_a_json_object_on_stdout_too(capsys, monkeypatch):
     from pathlib import Path
 
     import dasc.cli.cmd_compile as cmd
-    from dasc.runtime.search import Interrupted
+    from dasc.runtime.stopping import Interrupted
 
     def terminated(args, ctx):
         raise Interrupted(Path("runs/x"), signal.SIGTERM)

@@ -120,7 +120,7 @@ def test_sigterm_raises_terminated_and_ranks_agree_on_the_signal():
     import os
     import signal
 
-    from dasc.runtime.search import InterruptFlag, Terminated, sigterm_raises
+    from dasc.runtime.stopping import InterruptFlag, Terminated, sigterm_raises
 
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Terminated) as info:
