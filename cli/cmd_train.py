@@ -241,7 +241,7 @@ def _inherited(source: str, ir, derived, arch, seed: int):
 def _train_here(args, ctx: Context, derived, data, config, out: Path, init, meta, world, last):
     from dasc.runtime import distributed
     from dasc.runtime.search import Parallel
-    from dasc.runtime.stopping import Interrupted
+    from dasc.runtime.stopping import Interrupted, ignore_stop_signals
     from dasc.runtime.train import train
 
     parallel = Parallel(world.rank, world.world, distributed.average_across_ranks,
@@ -267,6 +267,7 @@ def _train_here(args, ctx: Context, derived, data, config, out: Path, init, meta
 
         if prints_result():  # torchrun's rank 0; a --nproc parent says it itself
             print(f"dasc: {stopped}", file=sys.stderr)
+        ignore_stop_signals()
         raise SystemExit(stopped.status) from None
     finally:
         close()

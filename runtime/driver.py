@@ -201,7 +201,7 @@ def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume
     from dasc.runtime.checkpoint import load_checkpoint
     from dasc.runtime.finish import finish
     from dasc.runtime.search import Parallel, Searcher
-    from dasc.runtime.stopping import Interrupted
+    from dasc.runtime.stopping import Interrupted, ignore_stop_signals
 
     parallel = Parallel(world.rank, world.world, distributed.average_across_ranks,
                         distributed.sync_step, request.sync_bn)
@@ -231,6 +231,7 @@ def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume
                 raise
             if prints_result():  # torchrun's rank 0; a --nproc parent says it itself
                 print(stopped, file=sys.stderr)
+            ignore_stop_signals()
             raise SystemExit(stopped.status) from None
         finally:
             close()

@@ -300,6 +300,11 @@ class Searcher:
                                   "steps": len(batches), **self._running_means()})
                     if out["stop"]:  # this rank's signal, or another rank's
                         self.save()
+                        if self.parallel.world > 1:
+                            # no rank exits before rank 0's checkpoint is written: the
+                            # launcher stops the others as soon as one worker ends (the BN
+                            # buffers only place the all-reduce on the model's device)
+                            self.parallel.sync([0.0], self.bn_buffers)
                         raise Interrupted(self.run_dir, out["stop"])
                 self._end_epoch(time.perf_counter() - started)
         return self.state

@@ -88,6 +88,16 @@ def sigterm_raises() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+def ignore_stop_signals() -> None:
+    """For a worker that has stopped and saved: the launcher SIGTERMs the others as soon as one
+    worker ends, and a signal landing in torch.distributed's teardown aborts the process."""
+    for signum in STOP_SIGNALS:
+        try:
+            signal.signal(signum, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
+
+
 class Interrupted(KeyboardInterrupt):
     """A search or training stopped on Ctrl-C or SIGTERM, its progress saved.
 
