@@ -294,7 +294,9 @@ def launch(nproc: int, argv: list[str]) -> int:
         codes = {f.exitcode for f in failures.values()}
         if codes == {2}:
             return 2  # a user error: the worker already printed its diagnostic
-        if codes <= {128 + signal.SIGINT, 128 + signal.SIGTERM}:
+        stops = {128 + signal.SIGINT, 128 + signal.SIGTERM}
+        # (a worker still starting or tearing down when the launcher stopped it: -SIGTERM)
+        if codes & stops and codes <= stops | {-signal.SIGTERM}:
             # a signal reached the workers themselves (one of them, or their process group):
             # they stopped together after a step and rank 0 saved it, as when it reaches us
             raise LaunchStopped(signal.SIGTERM if 128 + signal.SIGTERM in codes

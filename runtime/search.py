@@ -27,7 +27,7 @@ from dasc.runtime.checkpoint import fingerprint, load_checkpoint, save_checkpoin
 from dasc.runtime.config import SearchConfig
 from dasc.runtime.data import Dataset
 from dasc.runtime.gates import Schedule
-from dasc.runtime.stopping import InterruptFlag, Interrupted
+from dasc.runtime.stopping import InterruptFlag, Interrupted, ignore_stop_signals
 from dasc.runtime.lower import (LoweringOptions, arch_parameters, gate_weights, lower,
                                 weight_parameters)
 from dasc.runtime.regularizers import make_penalty
@@ -305,6 +305,7 @@ class Searcher:
                             # launcher stops the others as soon as one worker ends (the BN
                             # buffers only place the all-reduce on the model's device)
                             self.parallel.sync([0.0], self.bn_buffers)
+                            ignore_stop_signals()  # from here on this worker only exits
                         raise Interrupted(self.run_dir, out["stop"])
                 self._end_epoch(time.perf_counter() - started)
         return self.state

@@ -56,7 +56,8 @@ class InterruptFlag:
 
     def __exit__(self, *exc) -> None:
         for signum, previous in self._previous.items():
-            signal.signal(signum, previous)  # type: ignore[arg-type]
+            if signal.getsignal(signum) == self._handle:  # (not over a later SIG_IGN)
+                signal.signal(signum, previous)  # type: ignore[arg-type]
 
 
 class Terminated(KeyboardInterrupt):
@@ -84,7 +85,8 @@ def sigterm_raises() -> Iterator[None]:
     try:
         yield
     finally:
-        if previous is not None:
+        # not over `ignore_stop_signals` of a stopped worker, still tearing down
+        if previous is not None and signal.getsignal(signal.SIGTERM) is handle:
             signal.signal(signal.SIGTERM, previous)
 
 

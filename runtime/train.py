@@ -35,7 +35,7 @@ from dasc.runtime.data import Dataset
 from dasc.runtime.lower import lower
 from dasc.runtime.rundir import append_jsonl, write_json
 from dasc.runtime.search import Parallel, epoch_order, split_indices
-from dasc.runtime.stopping import InterruptFlag, Interrupted
+from dasc.runtime.stopping import InterruptFlag, Interrupted, ignore_stop_signals
 
 Progress = Callable[[dict], None]
 
@@ -304,6 +304,8 @@ def train(ir_derived: IR, data: Dataset, config: TrainConfig, out_dir: str | Pat
                               "train_acc": correct / seen})
                 if stop:  # any rank's signal stops every rank after this step; the epoch's
                     # steps so far are lost: checkpoints are per epoch
+                    if parallel.world > 1:
+                        ignore_stop_signals()  # the launcher SIGTERMs the rest as one ends
                     raise Interrupted(out, InterruptFlag.decode(stop), "train",
                                       f" (from the end of epoch {epoch})" if epoch else
                                       " (from the start)")
