@@ -65,7 +65,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from dasc.runtime.driver import SearchRequest, prints_result, request_from_run_dir, run_search
+    from dasc.runtime.driver import prints_result, run_search
+    from dasc.runtime.run_record import SearchRequest, request_from_run_dir
 
     check_nproc(args.nproc)
     if args.resume:

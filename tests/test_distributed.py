@@ -124,25 +124,9 @@ def test_a_killed_worker_stops_the_run_and_resume_continues(tmp_path):
 def test_sigterm_to_the_nproc_parent_stops_every_worker_after_a_step_and_saves(tmp_path):
     """What a scheduler does to pre-empt a job: the parent forwards SIGTERM, the ranks agree
     on the step to stop after, rank 0 saves it, the parent exits 143 saying how to resume."""
-    import os
-    import subprocess
-
-    from conftest import ROOT
-
     run = tmp_path / "run"
-    env = {**os.environ, "DASC_SAVE_EVERY": "0", "OMP_NUM_THREADS": "1",
-           "PYTHONIOENCODING": "utf-8"}
-    proc = subprocess.Popen([sys.executable, "-m", "dasc", "search", "spaces/digits.das",
-                             "--data", "digits", *SMALL_CLI, "--epochs", "3", "--nproc", "2",
-                             "--quiet", "-o", str(run)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+    proc = _nproc_2_search_past_its_first_step(run)
     last = run / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + 300
-    while not _past_first_step(last):  # rank 0 saves after every step (DASC_SAVE_EVERY=0)
-        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
-        assert time.monotonic() < deadline, "no step was checkpointed"
-        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
     err = err.decode()
@@ -165,23 +149,9 @@ def test_sigterm_to_one_worker_stops_the_run_as_a_stop_not_a_failure(tmp_path):
     reaches the other through the step's all-reduce, both stop after the same step, and the
     parent reports the stop (exit 143), not a failed worker."""
     import os
-    import subprocess
-
-    from conftest import ROOT
 
     run = tmp_path / "run"
-    env = {**os.environ, "DASC_SAVE_EVERY": "0", "OMP_NUM_THREADS": "1",
-           "PYTHONIOENCODING": "utf-8"}
-    proc = subprocess.Popen([sys.executable, "-m", "dasc", "search", "spaces/digits.das",
-                             "--data", "digits", *SMALL_CLI, "--epochs", "3", "--nproc", "2",
-                             "--quiet", "-o", str(run)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not _past_first_step(run / "checkpoints" / "last.pt"):
-        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
-        assert time.monotonic() < deadline, "no step was checkpointed"
-        time.sleep(0.05)
+    proc = _nproc_2_search_past_its_first_step(run)
     workers = _dasc_children(proc.pid)
     assert len(workers) == 2, workers
     os.kill(workers[-1], signal.SIGTERM)
@@ -206,6 +176,29 @@ def _dasc_children(pid: int) -> list[int]:
                 and b"-m dasc" in cmdline:
             found.append(int(entry.name))
     return sorted(found)
+
+
+def _nproc_2_search_past_its_first_step(run: Path):
+    """A 3-epoch `--nproc 2` search into `run`, returned once rank 0 has checkpointed a step
+    (DASC_SAVE_EVERY=0: after every step), so both workers are in the step loop."""
+    import os
+    import subprocess
+
+    from conftest import ROOT
+
+    env = {**os.environ, "DASC_SAVE_EVERY": "0", "OMP_NUM_THREADS": "1",
+           "PYTHONIOENCODING": "utf-8"}
+    proc = subprocess.Popen([sys.executable, "-m", "dasc", "search", "spaces/digits.das",
+                             "--data", "digits", *SMALL_CLI, "--epochs", "3", "--nproc", "2",
+                             "--quiet", "-o", str(run)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not _past_first_step(run / "checkpoints" / "last.pt"):
+        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+        assert time.monotonic() < deadline, "no step was checkpointed"
+        time.sleep(0.05)
+    return proc
 
 
 def _past_first_step(checkpoint: Path) -> bool:
