@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dasc.errors import UsageError
+from dasc.errors import Span, UsageError
 
 __all__ = ["check_output_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "input_problem"]
@@ -161,6 +161,14 @@ def _shell_word(word: str) -> str:
     return "'" + word.replace("'", "'\\''") + "'"
 
 
+def check_writable_dir(folder: Path, span: Span | None) -> None:
+    """A run or training directory about to be resumed must take writes: found now, not at its
+    first checkpoint an epoch of compute later."""
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write to {folder}", span,
+                         "make it writable (or copy it somewhere writable and resume the copy)")
+
+
 LOCK_FILE = ".dasc.lock"
 
 
@@ -174,15 +182,18 @@ class DirLock:
     and the writes report their own errors.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        """`enabled=False` for a process whose parent holds the lock for it (a `--nproc`
+        worker): taking it again from another process would refuse its own run."""
         self._held: list[int] = []
+        self._enabled = enabled
 
     def take(self, folder: Path, command: str) -> None:
         """Lock `folder` if it exists and this process does not hold its lock already."""
         import fcntl
 
         path = folder / LOCK_FILE
-        if not folder.is_dir() or self._holds(path):
+        if not self._enabled or not folder.is_dir() or self._holds(path):
             return
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -25,7 +25,6 @@ from dasc.errors import UsageError
 from dasc.fsutil import LOCK_FILE, DirLock
 
 MARKER = "config.json"
-_FLAGS = TRAIN_FLAGS
 
 
 def register(subparsers: Any) -> None:
@@ -155,7 +154,8 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         check_fresh_args(args)
         check_space_file(args.space, ctx.sources)
         stored = {}
-    config = TrainConfig(**{k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None})
+    config = TrainConfig(**{k: getattr(args, k) for k in TRAIN_FLAGS
+                            if getattr(args, k) is not None})
     out = Path(args.output)
     ir = compile_space(args.space, args.overrides, ctx.sources)
     arch = read_arch(args.arch, ir)
@@ -186,11 +186,9 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
             "request": stored.get("request") or request_record(
                 args, ctx.sources, arch.to_json(ir.name), args.nproc or world.world,
                 data.digest())}
-    lock = DirLock()
+    lock = DirLock(enabled=not os.environ.get(distributed.PARENT_ENV))
 
     def prepare() -> None:
-        if os.environ.get(distributed.PARENT_ENV):  # its --nproc parent holds the lock
-            return
         lock.take(out, "training")  # before replacing it (--force) or sweeping its temporaries
         if args.resume:
             sweep_temporaries(out)  # what a kill mid-write left beside the intact files
@@ -241,7 +239,7 @@ def _inherited(source: str, ir, derived, arch, seed: int):
 def _train_here(args, ctx: Context, derived, data, config, out: Path, init, meta, world, last):
     from dasc.runtime import distributed
     from dasc.runtime.search import Parallel
-    from dasc.runtime.stopping import Interrupted, ignore_stop_signals
+    from dasc.runtime.stopping import Interrupted, exit_stopped_worker
     from dasc.runtime.train import train
 
     parallel = Parallel(world.rank, world.world, distributed.average_across_ranks,
@@ -265,10 +263,7 @@ def _train_here(args, ctx: Context, derived, data, config, out: Path, init, meta
             raise
         from dasc.runtime.driver import prints_result
 
-        if prints_result():  # torchrun's rank 0; a --nproc parent says it itself
-            print(f"dasc: {stopped}", file=sys.stderr)
-        ignore_stop_signals()
-        raise SystemExit(stopped.status) from None
+        exit_stopped_worker(stopped, prints_result())
     finally:
         close()
         distributed.shutdown()
@@ -306,7 +301,7 @@ def _worker_argv(args, quiet: bool) -> list[str]:
         return (["train", "--resume", args.output] + (["--quiet"] if quiet else [])
                 + (["--sync-bn"] if args.sync_bn else []))
     argv = ["train", args.space, "--arch", args.arch, "--data", args.data, "-o", args.output]
-    for flag in _FLAGS:
+    for flag in TRAIN_FLAGS:
         if getattr(args, flag) is not None:
             argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     for item in args.set or []:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dasc.cli.common import Context
 from dasc.errors import Sources, Span, UsageError
+from dasc.fsutil import check_writable_dir
 
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "device", "seed")
 _FRESH_ONLY = ("space", "arch", "data", "output", "weights", "set", "force", *TRAIN_FLAGS)
@@ -108,9 +109,7 @@ def _read_record(train_dir: Path) -> dict:
         raise UsageError(f"the training in {train_dir} has finished; there is nothing to resume",
                          span, f"its figures are in {train_dir / 'summary.json'}; train again "
                                "with --force (or another -o) for a new run")
-    if not os.access(train_dir, os.W_OK):  # found now, not after an epoch of work
-        raise UsageError(f"cannot write to {train_dir}", span,
-                         "make it writable (or copy it somewhere writable and resume the copy)")
+    check_writable_dir(train_dir, span)
     return record
 
 

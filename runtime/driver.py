@@ -93,17 +93,14 @@ def _run_search(request: SearchRequest, sources: Sources, resume: bool, world) -
     if config.device == "cuda":
         _check_cuda(world, request.nproc)
 
-    lock = DirLock()
+    lock = DirLock(enabled=not os.environ.get(distributed.PARENT_ENV))
 
     def prepare() -> None:
-        if not os.environ.get(distributed.PARENT_ENV):  # (a --nproc parent holds it)
-            # an existing run (to resume, or to replace with --force) must not be in use;
-            # taken before prepare sweeps temporaries that a live process may be writing
-            lock.take(run_dir, "search")
-            prepare_run_dir(run_dir, force=request.force, resume=resume)
-            lock.take(run_dir, "search")  # a new directory (or the one --force remade)
-        else:
-            prepare_run_dir(run_dir, force=request.force, resume=resume)
+        # an existing run (to resume, or to replace with --force) must not be in use; taken
+        # before prepare sweeps temporaries that a live process may be writing
+        lock.take(run_dir, "search")
+        prepare_run_dir(run_dir, force=request.force, resume=resume)
+        lock.take(run_dir, "search")  # a new directory (or the one --force remade)
         if not resume:
             text = sources.text(request.space) or ""
             write_json(run_dir / "config.json",
@@ -187,7 +184,7 @@ def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume
     from dasc.runtime.checkpoint import load_checkpoint
     from dasc.runtime.finish import finish
     from dasc.runtime.search import Parallel, Searcher
-    from dasc.runtime.stopping import Interrupted, ignore_stop_signals
+    from dasc.runtime.stopping import Interrupted, exit_stopped_worker
 
     parallel = Parallel(world.rank, world.world, distributed.average_across_ranks,
                         distributed.sync_step, request.sync_bn)
@@ -215,10 +212,7 @@ def _search_here(ir, data, config, run_dir: Path, request: SearchRequest, resume
         except Interrupted as stopped:
             if not world.launched:
                 raise
-            if prints_result():  # torchrun's rank 0; a --nproc parent says it itself
-                print(stopped, file=sys.stderr)
-            ignore_stop_signals()
-            raise SystemExit(stopped.status) from None
+            exit_stopped_worker(stopped, prints_result())
         finally:
             close()
         sync_bn.revert(searcher.model)

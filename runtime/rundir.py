@@ -14,12 +14,11 @@ Layout (documented in the README):
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 from dasc.errors import Span, UsageError
-from dasc.fsutil import LOCK_FILE, atomic_write_text
+from dasc.fsutil import LOCK_FILE, atomic_write_text, check_writable_dir
 
 MARKER = "config.json"
 SPACE_COPY = "space.das"
@@ -36,10 +35,8 @@ def prepare_run_dir(path: Path, *, force: bool, resume: bool) -> None:
         if not (path / MARKER).is_file():
             raise UsageError(f"{path} is not a dasc run directory (no {MARKER})", span,
                              "pass the RUN_DIR that an earlier `dasc search -o RUN_DIR` created")
-        for folder in (path, path / "checkpoints"):  # found now, not at the first checkpoint
-            if folder.is_dir() and not os.access(folder, os.W_OK):
-                raise UsageError(f"cannot write to {folder}", span, "make it writable (or copy "
-                                 "the run somewhere writable and resume the copy)")
+        for folder in (path, path / "checkpoints"):
+            check_writable_dir(folder, span)
         sweep_temporaries(path)
         return
     if path.exists() and not path.is_dir():

@@ -10,6 +10,7 @@ resume and whose `status` is the exit status (128 + the signal).
 from __future__ import annotations
 
 import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -98,6 +99,15 @@ def ignore_stop_signals() -> None:
             signal.signal(signum, signal.SIG_IGN)
         except ValueError:  # not the main thread
             pass
+
+
+def exit_stopped_worker(stopped: "Interrupted", speak: bool) -> None:
+    """End a worker of a launched run that stopped on a signal: the one that `speak`s for the
+    run (torchrun's rank 0; a `--nproc` parent says it itself) prints how to resume."""
+    if speak:
+        print(f"dasc: {stopped}", file=sys.stderr)
+    ignore_stop_signals()
+    raise SystemExit(stopped.status) from None
 
 
 class Interrupted(KeyboardInterrupt):
